@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="vit_tf",
+    version="0.1.0",
+    description="Vision Transformers (ViT, DeiT, DINO) in Keras 3 that return their attention maps, "
+                "with exact ports of the official checkpoints and analysis tools.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vit_tf", "vit_tf.*", "conversion", "conversion.*"]),
+    package_data={"vit_tf": ["data/*"]},
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "numpy",
+        "pillow",
+        "safetensors",
+        "tqdm",
+        "platformdirs",
+        "matplotlib",
+        "opencv-python-headless",
+        "scikit-learn",
+    ],
+    extras_require={
+        "torch": ["torch"],
+        "legacy": ["gdown", "tensorflow-hub"],
+        "tfds": ["tensorflow-datasets"],
+        "test": ["pytest", "timm", "torch", "nbclient", "nbformat", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["vit-tf=vit_tf.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Subcommands of `vit-tf`; see `vit_tf.cli`."""

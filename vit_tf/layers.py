@@ -1,0 +1,177 @@
+"""Keras 3 layers of the Vision Transformer (Dosovitskiy et al. 2020) on the TensorFlow backend.
+
+Sublayer names (`proj`, `norm1`, `attn`, `qkv`, `norm2`, `mlp`, `fc1`, `fc2`) follow timm's module names so that
+converters can find every weight by name.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+PACKAGE = "vit_tf"
+
+
+def _cubic(x: tf.Tensor, a: float = -0.5) -> tf.Tensor:
+    # Keys' cubic convolution kernel; a = -0.5 is what PyTorch's antialiased bicubic (PIL's filter) uses.
+    x = tf.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    return tf.where(x < 1.0, near, tf.where(x < 2.0, far, tf.zeros_like(x)))
+
+
+def antialiased_bicubic_matrix(in_size: int, out_size) -> tf.Tensor:
+    """Row-normalised (out_size, in_size) matrix of `F.interpolate(mode="bicubic", antialias=True)` along one axis.
+
+    timm resamples position embeddings with that call (`resample_abs_pos_embed`); building the separable
+    matrices ourselves reproduces it to float32 rounding and works with dynamic sizes inside a SavedModel.
+    """
+    out_f = tf.cast(out_size, tf.float64)
+    scale = tf.cast(in_size, tf.float64) / out_f
+    invscale = tf.where(scale >= 1.0, 1.0 / scale, tf.constant(1.0, tf.float64))
+    centers = scale * (tf.range(out_f, dtype=tf.float64) + 0.5)  # (out,)
+    src = tf.range(in_size, dtype=tf.float64) + 0.5  # (in,)
+    w = _cubic((src[None, :] - centers[:, None]) * invscale)  # zero outside the kernel's support
+    return tf.cast(w / tf.reduce_sum(w, axis=1, keepdims=True), tf.float32)
+
+
+def resample_grid(grid: tf.Tensor, new_size) -> tf.Tensor:
+    """Resample (1, gh, gw, D) position embeddings to (1, new_h, new_w, D); `new_size` may hold tensors."""
+    mh = antialiased_bicubic_matrix(grid.shape[1], new_size[0])
+    mw = antialiased_bicubic_matrix(grid.shape[2], new_size[1])
+    return tf.einsum("hH,bHWd,wW->bhwd", mh, grid, mw)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchEmbed(keras.layers.Layer):
+    """Non-overlapping patches to tokens: (B, H, W, 3) -> (B, H/p, W/p, D) via a stride-p convolution `proj`."""
+
+    def __init__(self, patch_size: int, embed_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.proj = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, padding="valid", name="proj")
+
+    def build(self, input_shape):
+        self.proj.build(input_shape)
+        self.built = True
+
+    def call(self, images):
+        return self.proj(images)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size, "embed_dim": self.embed_dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Attention(keras.layers.Layer):
+    """Multi-head self-attention with a fused `qkv` projection.
+
+    Returns (output (B, N, D), attention probabilities (B, heads, N, N) taken before attention dropout).
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.num_heads, self.qkv_bias = dim, num_heads, qkv_bias
+        self.attn_drop_rate, self.proj_drop_rate = attn_drop, proj_drop
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = keras.layers.Dense(3 * dim, use_bias=qkv_bias, name="qkv")
+        self.proj = keras.layers.Dense(dim, name="proj")
+        self.attn_drop = keras.layers.Dropout(attn_drop)
+        self.proj_drop = keras.layers.Dropout(proj_drop)
+
+    def build(self, input_shape):
+        self.qkv.build((None, None, self.dim))
+        self.proj.build((None, None, self.dim))
+        self.built = True
+
+    def call(self, x, training=False):
+        b, n = tf.shape(x)[0], tf.shape(x)[1]
+        qkv = tf.reshape(self.qkv(x), (b, n, 3, self.num_heads, self.head_dim))
+        q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
+        attn = tf.nn.softmax(tf.matmul(q * self.scale, k, transpose_b=True), axis=-1)
+        out = tf.matmul(self.attn_drop(attn, training=training), v)  # (B, heads, N, hd)
+        out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (b, n, self.dim))
+        return self.proj_drop(self.proj(out), training=training), attn
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads, "qkv_bias": self.qkv_bias,
+                "attn_drop": self.attn_drop_rate, "proj_drop": self.proj_drop_rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Mlp(keras.layers.Layer):
+    """fc1 -> exact GELU -> dropout -> fc2 -> dropout."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.hidden_dim, self.drop_rate = dim, hidden_dim, drop
+        self.fc1 = keras.layers.Dense(hidden_dim, name="fc1")
+        self.fc2 = keras.layers.Dense(dim, name="fc2")
+        self.drop = keras.layers.Dropout(drop)
+
+    def build(self, input_shape):
+        self.fc1.build((None, None, self.dim))
+        self.fc2.build((None, None, self.hidden_dim))
+        self.built = True
+
+    def call(self, x, training=False):
+        x = self.drop(tf.nn.gelu(self.fc1(x), approximate=False), training=training)
+        return self.drop(self.fc2(x), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim, "drop": self.drop_rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drops the whole residual branch per sample while training."""
+
+    def __init__(self, rate: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (tf.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = tf.floor(keep + tf.random.uniform(shape, dtype=x.dtype))
+        return x / keep * mask
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerBlock(keras.layers.Layer):
+    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x)). Returns (tokens, attention probabilities)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool = True, layer_norm_eps: float = 1e-6,
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.num_heads, self.mlp_dim, self.qkv_bias = dim, num_heads, mlp_dim, qkv_bias
+        self.layer_norm_eps, self.drop, self.attn_drop, self.drop_path_rate = layer_norm_eps, drop, attn_drop, drop_path
+        self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1")
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop=attn_drop, proj_drop=drop, name="attn")
+        self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2")
+        self.mlp = Mlp(dim, mlp_dim, drop=drop, name="mlp")
+        self.drop_path = DropPath(drop_path)
+
+    def build(self, input_shape):
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
+            layer.build((None, None, self.dim))
+        self.built = True
+
+    def call(self, x, training=False):
+        y, attn = self.attn(self.norm1(x), training=training)
+        x = x + self.drop_path(y, training=training)
+        x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        return x, attn
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,
+                "qkv_bias": self.qkv_bias, "layer_norm_eps": self.layer_norm_eps, "drop": self.drop,
+                "attn_drop": self.attn_drop, "drop_path": self.drop_path_rate}
