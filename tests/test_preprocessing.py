@@ -69,4 +69,4 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         vit_tf.preprocess(np.zeros((10, 10, 3), np.float32), name)
     with pytest.raises(ValueError, match="no registered weights"):
-        vit_tf.preprocess(photo(), "vit_small_patch32_384.nope".split(".")[0] + "_x" if False else "vit_large_patch16_224x")
+        vit_tf.preprocess(photo(), "vit_huge_patch14_224")
