@@ -4,7 +4,7 @@ Raghu et al. 2021, "Do Vision Transformers See Like Convolutional Neural Network
 For every query patch, the pixel distance to every key patch (patch_size x Euclidean grid distance) weighted by the
 attention, then averaged over query patches. Prefix tokens (class, distillation) are removed explicitly. The keras.io
 example "Investigating Vision Transformer representations" computes the same with a double Python loop over patches;
-here one distance matrix per grid is cached and contracted with einsum.
+here one distance matrix per grid is cached and contracted with the attention by einsum.
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ def _distance_matrix(gh: int, gw: int, patch_size: float) -> np.ndarray:
     dx = cols[:, None] - cols[None, :]
     d = patch_size * np.sqrt(dy * dy + dx * dx, dtype=np.float64)
     d.setflags(write=False)  # shared by every caller through the cache
+    return d
+
+
+@functools.lru_cache(maxsize=32)
+def _padded(grid, patch_size: float, num_prefix_tokens: int, dtype: str) -> np.ndarray:
+    n = grid[0] * grid[1]
+    d = np.zeros((num_prefix_tokens + n,) * 2, dtype)
+    d[num_prefix_tokens:, num_prefix_tokens:] = _distance_matrix(grid[0], grid[1], patch_size)
+    d.setflags(write=False)
     return d
 
 
@@ -47,21 +56,24 @@ def mean_attention_distance(attention, *, patch_size: float, num_prefix_tokens: 
         num_prefix_tokens: leading non-patch tokens to remove (1 for class token, 2 for distilled DeiT).
         grid_size: (gh, gw) of the patch grid; may be omitted for square grids.
         renormalize: rescale each query's attention over the patches to sum to 1 (otherwise the attention that
-            went to prefix tokens counts as distance 0, as in the keras.io example and the ViT paper's code).
+            went to prefix tokens counts as distance 0, as in the keras.io example).
     Returns:
         float64 (B, heads) for one block, (B, blocks, heads) for several.
     """
     single = is_single_block(attention)
     per_block = []
     for a in block_list(attention):
-        n = check_prefix(a.shape[-1], num_prefix_tokens)
+        t = a.shape[-1]
+        n = check_prefix(t, num_prefix_tokens)
         grid = resolve_grid(n, grid_size)
-        patches = a[..., num_prefix_tokens:, num_prefix_tokens:].astype(np.float64)
+        dtype = np.result_type(a.dtype, np.float32)  # float32 attention stays float32: no copy of (B, H, T, T)
+        # Distances padded with zero rows/columns for the prefix tokens, so the attention is used without slicing.
+        per_query = np.einsum("bhqk,qk->bhq", a, _padded(grid, float(patch_size), num_prefix_tokens, dtype.str))
+        per_query = per_query[..., num_prefix_tokens:].astype(np.float64)  # (B, heads, patches)
         if renormalize:
-            total = patches.sum(-1, keepdims=True)
-            patches = patches / np.where(total > 0, total, 1.0)
-        # sum_k A[q, k] * D[q, k] for every query, then the mean over queries.
-        per_block.append(np.einsum("bhqk,qk->bh", patches, patch_distance_matrix(grid, patch_size)) / n)
+            mass = a[..., num_prefix_tokens:, num_prefix_tokens:].sum(-1, dtype=np.float64)
+            per_query = per_query / np.where(mass > 0, mass, 1.0)
+        per_block.append(per_query.sum(-1) / n)
     return per_block[0] if single else np.stack(per_block, axis=1)
 
 
