@@ -121,21 +121,21 @@ def rollout_figure(image: np.ndarray, rollout_map: np.ndarray, title: str = "",
     return fig
 
 
-def _head_layout(heads: int, ncols: Optional[int]) -> Tuple[int, int]:
-    ncols = ncols or min(heads, 6)
-    return -(-heads // ncols), ncols
+def _head_panels(heads: int, ncols: Optional[int], tile: float):
+    """A figure with one square panel per head (at most 6 per row by default) and room for a title."""
+    cols = ncols or min(heads, 6)
+    rows = -(-heads // cols)
+    fig = Figure(figsize=(tile * cols, tile * rows + 0.5))
+    return fig, _grid_axes(fig, rows, cols).ravel()
 
 
 def heatmaps_figure(image: np.ndarray, maps: np.ndarray, title: str = "", ncols: Optional[int] = None,
                     tile: float = 2.2) -> Figure:
     """Per-head attention maps (heads, gh, gw) upsampled and overlaid on the image (example Method III)."""
-    heads = maps.shape[0]
-    rows, cols = _head_layout(heads, ncols)
-    fig = Figure(figsize=(tile * cols, tile * rows + 0.5))
-    axes = _grid_axes(fig, rows, cols)
+    fig, axes = _head_panels(maps.shape[0], ncols, tile)
     size = np.asarray(image).shape[:2]
-    for h in range(heads):
-        ax = axes.ravel()[h]
+    for h in range(maps.shape[0]):
+        ax = axes[h]
         ax.imshow(image)
         ax.imshow(normalize_map(resize_maps(maps[h], size)), cmap=_CMAP, alpha=0.6)
         ax.set_title(f"head {h}", fontsize=9)
@@ -147,14 +147,11 @@ def heatmaps_figure(image: np.ndarray, maps: np.ndarray, title: str = "", ncols:
 def masks_figure(image: np.ndarray, masks: np.ndarray, keep: float, title: str = "",
                  ncols: Optional[int] = None, tile: float = 2.2) -> Figure:
     """DINO-style masks (heads, gh, gw) bool: the image inside the mask, darkened outside."""
-    heads = masks.shape[0]
-    rows, cols = _head_layout(heads, ncols)
-    fig = Figure(figsize=(tile * cols, tile * rows + 0.5))
-    axes = _grid_axes(fig, rows, cols)
+    fig, axes = _head_panels(masks.shape[0], ncols, tile)
     img = np.asarray(image, np.float64)
-    for h in range(heads):
+    for h in range(masks.shape[0]):
         inside = resize_maps(masks[h].astype(np.float64), img.shape[:2], method="nearest")[..., None]
-        ax = axes.ravel()[h]
+        ax = axes[h]
         ax.imshow((img * (0.25 + 0.75 * inside)).astype(np.uint8))
         ax.contour(inside[..., 0], levels=[0.5], colors="cyan", linewidths=0.8)
         ax.set_title(f"head {h}", fontsize=9)

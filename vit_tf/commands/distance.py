@@ -13,8 +13,7 @@ import os
 import re
 import sys
 
-from .common import add_model_arguments
-from .probe import add_random_weights_argument, load_for_analysis
+from .probe import add_analysis_arguments, load_for_analysis
 
 
 def add_parser(subparsers):
@@ -23,9 +22,7 @@ def add_parser(subparsers):
         description="Mean attention distance per block and head over a folder of images (searched "
                     "recursively, sorted), streamed in batches. Repeat --model to compare models.")
     p.add_argument("image_dir", help="folder of images")
-    add_model_arguments(p, multiple=True)
-    add_random_weights_argument(p)
-    p.add_argument("--out", required=True, help="output folder")
+    add_analysis_arguments(p, "output folder", multiple=True)
     p.add_argument("--num-images", type=int, default=1000,
                    help="use the first N readable images in sorted order (default 1000; 0 = all)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")

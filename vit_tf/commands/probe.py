@@ -13,10 +13,13 @@ from .common import add_model_arguments, is_converted_dir, load_model
 SAMPLE_IMAGE = "china.jpg"  # scikit-learn's bundled sample photo
 
 
-def add_random_weights_argument(parser):
+def add_analysis_arguments(parser, out_help: str, multiple: bool = False):
+    """--model/--checkpoint, --random-weights and --out, shared by probe, distance and video."""
+    add_model_arguments(parser, multiple=multiple)
     parser.add_argument("--random-weights", action="store_true",
                         help="SMOKE TEST ONLY: build the architecture with random weights instead of loading "
                              "weights (no download); the figures then show no learned structure")
+    parser.add_argument("--out", required=True, help=out_help)
 
 
 def load_for_analysis(model: str, checkpoint=None, random_weights: bool = False):
@@ -65,9 +68,7 @@ def add_parser(subparsers):
                     "summary.json into --out.")
     p.add_argument("image", nargs="?", default=None,
                    help=f"image file (default: scikit-learn's sample photo {SAMPLE_IMAGE})")
-    add_model_arguments(p)
-    add_random_weights_argument(p)
-    p.add_argument("--out", required=True, help="output folder")
+    add_analysis_arguments(p, "output folder")
     p.add_argument("--token", choices=("cls", "dist"), default="cls",
                    help="query token for rollout and heatmaps (dist: distilled DeiT only)")
     p.add_argument("--head-fusion", choices=HEAD_FUSIONS, default="mean", help="rollout head fusion")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_model_arguments
-from .probe import add_random_weights_argument, load_for_analysis
+from .probe import add_analysis_arguments, load_for_analysis
 
 
 def _head(value: str):
@@ -23,9 +22,7 @@ def add_parser(subparsers):
         description="Read a video frame by frame, run the model on each frame (resized to the model's input "
                     "size), and write the video with the class token's attention heatmap overlaid.")
     p.add_argument("video", help="input video file")
-    add_model_arguments(p)
-    add_random_weights_argument(p)
-    p.add_argument("--out", required=True, help="output video (.mp4, codec mp4v)")
+    add_analysis_arguments(p, "output video (.mp4, codec mp4v)")
     p.add_argument("--block", type=int, default=-1, help="block whose attention is shown (default last)")
     p.add_argument("--head", default="mean", help="'mean' over heads (default) or a head index")
     p.add_argument("--token", choices=("cls", "dist"), default="cls", help="query token")
