@@ -350,3 +350,12 @@ def test_top_k_with_imagenet_names():
     assert len(top[0]) == 5 and sum(t["probability"] for t in top[0]) <= 1.0
     assert A.top_k(np.array([[0.0, 3.0]]), 1)[0][0]["label"] == "class 1"
     assert softmax(np.array([0.0, 3.0]))[1] == pytest.approx(A.top_k(np.array([[0.0, 3.0]]), 1)[0][0]["probability"])
+
+
+def test_docstring_examples():
+    import doctest
+
+    from vit_tf.analysis import distance
+
+    result = doctest.testmod(distance, raise_on_error=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -7,7 +7,7 @@ including Agg on headless machines, and returns it; `save_figure` writes a PNG o
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure

@@ -84,7 +84,8 @@ class RunningMoments:
 
     Example:
         >>> stats = RunningMoments()
-        >>> stats.update(np.array([[1.0], [2.0]])); stats.update(np.array([[3.0]]))
+        >>> for batch in ([[1.0], [2.0]], [[3.0]]):
+        ...     _ = stats.update(np.array(batch))
         >>> stats.count, stats.mean.tolist(), round(float(stats.std[0]), 4)
         (3, [2.0], 0.8165)
     """
