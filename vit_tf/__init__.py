@@ -29,3 +29,14 @@ __all__ = [
     "attention_key", "create_model", "export_saved_model", "get_entry", "list_models", "load_timm_state_dict",
     "parse_arch", "preprocess", "read_state_dict",
 ]
+
+# Analysis toolkit (vit_tf.analysis; figures in vit_tf.plotting).
+from .analysis import (attention_grid, attention_mass_mask, attention_rollout, attention_source,  # noqa: E402
+                       mean_attention_distance, patch_filter_pca, patch_filters, position_embedding_cosine,
+                       position_embedding_similarity, probe, token_attention)
+
+__all__ += [
+    "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "mean_attention_distance",
+    "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "probe",
+    "token_attention",
+]

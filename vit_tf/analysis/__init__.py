@@ -1,0 +1,25 @@
+"""Analysis of Vision Transformer attention and embeddings: the probes of the keras.io example "Investigating
+Vision Transformer representations" (Gosthipaty & Paul, 2022) and of timm's attention-map recipe.
+
+Pure functions: arrays in (NumPy, TF or torch tensors; our models' attention dicts), NumPy arrays out. Any batch
+size and grid shape; prefix tokens (class, distillation) are always passed explicitly as `num_prefix_tokens`.
+Figures are drawn by `vit_tf.plotting`.
+"""
+
+from .distance import RunningMoments, accumulate_mean_distance, mean_attention_distance, patch_distance_matrix
+from .embeddings import patch_filter_pca, patch_filters, position_embedding_cosine, position_embedding_similarity
+from .heatmaps import (apply_mask, attention_grid, attention_mass_mask, colorize, display_images, normalize_map,
+                       overlay, resize_maps, token_attention)
+from .images import iter_batches, list_images, load_image, prepare
+from .probe import ProbeResult, imagenet_class_names, probe, top_k
+from .rollout import attention_rollout, discard_lowest, fuse_heads, rollout_matrix, rollout_stats
+from .sources import KerasSource, SavedModelSource, TimmSource, attention_source, import_timm
+
+__all__ = [
+    "KerasSource", "ProbeResult", "RunningMoments", "SavedModelSource", "TimmSource", "accumulate_mean_distance",
+    "apply_mask", "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "colorize",
+    "discard_lowest", "display_images", "fuse_heads", "imagenet_class_names", "import_timm", "iter_batches",
+    "list_images", "load_image", "mean_attention_distance", "normalize_map", "overlay", "patch_distance_matrix",
+    "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "prepare",
+    "probe", "resize_maps", "rollout_matrix", "rollout_stats", "token_attention", "top_k",
+]
