@@ -334,7 +334,7 @@ def merge(checkpoints: Sequence[Checkpoint]) -> Tuple[Dict[str, np.ndarray], Dic
         if clash:
             raise CheckpointError(f"{ckpt.path} repeats keys already given by another file: {clash}")
         state_dict.update(ckpt.state_dict)
-        origin.update({k: f"{ckpt.path}: {v}" for k, v in ckpt.origin.items()})
+        origin.update({k: f"{v} ({os.path.basename(ckpt.path)})" for k, v in ckpt.origin.items() if v != k})
     return state_dict, origin
 
 
@@ -350,7 +350,7 @@ def load_checkpoints(model, checkpoints: Sequence[Checkpoint]) -> set:
     try:
         return load_timm_state_dict(model, state_dict, source=source)
     except CheckpointError as e:
-        mentioned = [k for k in sorted(origin, key=len, reverse=True) if k in str(e) and origin[k] != k]
+        mentioned = [k for k in sorted(origin) if k in str(e)]
         if not mentioned:
             raise
         raise CheckpointError(f"{e} || file keys: " + "; ".join(f"{k} <- {origin[k]}" for k in mentioned[:12])) \

@@ -128,7 +128,11 @@ def load_timm_state_dict(model, state_dict: Mapping[str, object], source: str = 
         if key == "pos_embed" and value.shape != tuple(variable.shape) and value.ndim == 3 \
                 and value.shape[-1] == variable.shape[-1]:
             before = value.shape
-            value = resample_pos_embed(value, model.config.grid_size, model.config.num_prefix_tokens, old_grid)
+            try:
+                value = resample_pos_embed(value, model.config.grid_size, model.config.num_prefix_tokens, old_grid)
+            except CheckpointError as e:  # reported with the other problems (often a prefix-token mismatch)
+                wrong_shape.append(f"pos_embed {before}: {e}")
+                continue
             logger.info("%s: resampled pos_embed %s -> %s", source, before, value.shape)
         value = transform(value)
         if value.shape != tuple(variable.shape):
