@@ -98,3 +98,64 @@ def saved_model_outputs(directory, images):
 
 def parity_images(config, batch=3, seed=1):
     return np.random.default_rng(seed).standard_normal((batch, *config.img_size, 3)).astype(np.float32)
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 (random port, own thread) serving the files under `root`.
+
+    `/cut/<path>` sends the headers of the whole file but only half its bytes, then closes the connection.
+    Missing files get 404. `requests` lists the paths asked for.
+    """
+
+    def __init__(self, root):
+        import functools
+        import http.server
+        import threading
+
+        self.root = os.fspath(root)
+        self.requests = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                if self.path.startswith("/cut/"):
+                    path = os.path.join(server.root, self.path[len("/cut/"):])
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                     functools.partial(Handler, directory=self.root))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def cli(argv):
+    """`vit-tf ARGV` in-process with only this issue's subcommands registered; returns the exit status."""
+    from vit_tf import cli as cli_module
+    original = cli_module.COMMANDS
+    cli_module.COMMANDS = ("convert", "eval")
+    try:
+        return cli_module.main([str(a) for a in argv])
+    finally:
+        cli_module.COMMANDS = original
