@@ -27,6 +27,9 @@ def guard_triton():
         sys.modules["triton"] = None  # makes `import triton` raise ImportError, which torch handles
 
 
+guard_triton()
+
+
 def available() -> Tuple[bool, str]:
     """(whether torch and timm import, reason if not)."""
     guard_triton()

@@ -6,6 +6,11 @@ import os
 
 import numpy as np
 
+import vit_tf  # noqa: F401  (TensorFlow first, then keep triton out; see conversion.reference.guard_triton)
+from conversion.reference import guard_triton
+
+guard_triton()
+
 # A tiny ViT: 32x32 images, 8x8 patches (16 + prefix tokens), width 48, 3 heads.
 TINY = dict(embed_dim=48, num_heads=3, mlp_dim=96, depth=2, patch_size=8, img_size=32, num_classes=10)
 
@@ -54,9 +59,9 @@ def google_npz(path, config, seed=0, prefix="", style="vit", scanned=False, grid
 
 def random_timm_state_dict(config, seed=0):
     """State dict of a timm model of `config` with every parameter ~ N(0, 0.2) (norm scales around 1)."""
-    from conversion.reference import build_timm_model, guard_triton
-    guard_triton()
     import torch
+
+    from conversion.reference import build_timm_model
 
     torch.manual_seed(seed)
     model = build_timm_model(config)
@@ -70,8 +75,6 @@ def random_timm_state_dict(config, seed=0):
 
 def timm_outputs(model, images, head=None):
     """(logits or features, [attention per block]) of a timm model on NHWC images, with timm's own extractor."""
-    from conversion.reference import guard_triton
-    guard_triton()
     import torch
     from timm.utils import AttentionExtract
 

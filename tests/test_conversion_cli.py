@@ -12,7 +12,6 @@ from conversion import reference
 from conversion.convert import ATTENTION_TOLERANCE, OUTPUT_TOLERANCE
 from conversion_helpers import TINY, cli, random_timm_state_dict, saved_model_outputs, parity_images, timm_outputs
 
-reference.guard_triton()
 torch = pytest.importorskip("torch")
 from safetensors.torch import save_file  # noqa: E402
 

@@ -12,10 +12,8 @@ import vit_tf
 from conversion.convert import convert
 from conversion.formats import read_checkpoint
 from vit_tf.checkpoints import load_checkpoint
-from conversion.reference import guard_triton
 from conversion_helpers import TINY, google_npz
 
-guard_triton()
 torch = pytest.importorskip("torch")
 from safetensors.numpy import save_file  # noqa: E402
 

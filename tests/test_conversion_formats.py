@@ -9,11 +9,10 @@ import pytest
 
 import vit_tf
 from conversion.convert import ATTENTION_TOLERANCE, OUTPUT_TOLERANCE, convert
-from conversion.reference import build_timm_model, guard_triton
+from conversion.reference import build_timm_model
 from conversion_helpers import (TINY, google_npz, random_timm_state_dict, saved_model_outputs, parity_images,
                                 timm_outputs)
 
-guard_triton()
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 from timm.models.vision_transformer import _load_weights, checkpoint_filter_fn  # noqa: E402
