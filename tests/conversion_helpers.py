@@ -57,6 +57,23 @@ def google_npz(path, config, seed=0, prefix="", style="vit", scanned=False, grid
     return w
 
 
+def timm_layout(config, seed=0):
+    """A random timm-layout state dict (NumPy, no torch needed) of `config`, from the Keras model's key map."""
+    from vit_tf.weights import timm_weight_map
+
+    model = vit_tf.VisionTransformer(config)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, (variable, transform) in timm_weight_map(model).items():
+        shape = tuple(variable.shape)
+        if transform.__name__ == "torch_linear_to_dense":
+            shape = shape[::-1]
+        elif transform.__name__ == "torch_conv_to_keras":
+            shape = (shape[3], shape[2], shape[0], shape[1])
+        out[key] = rng.normal(0, 0.2, shape).astype(np.float32)
+    return out
+
+
 def random_timm_state_dict(config, seed=0):
     """State dict of a timm model of `config` with every parameter ~ N(0, 0.2) (norm scales around 1)."""
     import torch

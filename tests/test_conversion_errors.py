@@ -12,7 +12,7 @@ import vit_tf
 from conversion.convert import convert
 from conversion.formats import read_checkpoint
 from vit_tf.checkpoints import load_checkpoint
-from conversion_helpers import TINY, google_npz
+from conversion_helpers import TINY, google_npz, timm_layout
 
 torch = pytest.importorskip("torch")
 from safetensors.numpy import save_file  # noqa: E402
@@ -23,22 +23,6 @@ DEIT_NAME = "deit_tiny_patch16_224.fb_in1k"
 
 def tiny_config(name, **changes):
     return vit_tf.create_model(name, **{**TINY, **changes}).config
-
-
-def timm_layout(config, seed=0):
-    """A random timm-layout state dict of `config`, built from the Keras model's own key map."""
-    from vit_tf.weights import timm_weight_map
-    model = vit_tf.VisionTransformer(config)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, (variable, transform) in timm_weight_map(model).items():
-        shape = tuple(variable.shape)
-        if transform.__name__ == "torch_linear_to_dense":
-            shape = shape[::-1]
-        elif transform.__name__ == "torch_conv_to_keras":
-            shape = (shape[3], shape[2], shape[0], shape[1])
-        out[key] = rng.normal(0, 0.2, shape).astype(np.float32)
-    return out
 
 
 def assert_refused(tmp_path, name, checkpoint, match, **overrides):
