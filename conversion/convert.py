@@ -14,8 +14,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
-import tempfile
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -23,7 +21,7 @@ import numpy as np
 from vit_tf.weights import CheckpointError
 
 from . import reference
-from .download import fetch, sha256_of
+from .download import atomic_directory, fetch, sha256_of
 from .formats import all_zero_keys, load_checkpoints, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -137,10 +135,7 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
     warnings = [f"{k} is all zeros in the checkpoint (the 2020 ImageNet-21k files ship their classifier zeroed); "
                 f"its logits carry no information" for c in checkpoints for k in all_zero_keys(c.state_dict)]
 
-    parent = os.path.dirname(output)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
-    try:
+    with atomic_directory(output, replace=overwrite) as tmp:
         images = parity_inputs(model.config.img_size, parity_batch)
         keras_outputs, keras_attention = _numpy(model.forward_all(images))
         vit_tf.export_saved_model(model, os.path.join(tmp, "saved_model"))
@@ -176,12 +171,6 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
                   "vit_tf_version": vit_tf.__version__, "created": report["created"]}
         _write_json(os.path.join(tmp, "config.json"), config)
         _write_json(os.path.join(tmp, "report.json"), report)
-        if os.path.exists(output):
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, Tuple
 
 import numpy as np
 
-from .download import cache_home, sha256_of
+from .download import atomic_directory, cache_home, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +95,9 @@ def extract_zip(path: Path) -> Path:
     target = cache_home() / "legacy" / f"{path.stem}-{digest}"
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = list(safe_members(archive, tmp))  # check every entry before writing any
-            archive.extractall(tmp, members=members)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_directory(target, replace=True) as tmp, zipfile.ZipFile(path) as archive:
+        members = list(safe_members(archive, Path(tmp)))  # check every entry before writing any
+        archive.extractall(tmp, members=members)
     return target
 
 
