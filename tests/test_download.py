@@ -176,3 +176,21 @@ def test_pretrained_and_convert_all_through_a_mirror(home, tiny_registry, tmp_pa
     for name in entries:
         config = json.loads((tmp_path / "all" / name / "config.json").read_text())
         assert config["sources"][0]["url"] == entries[name].sources[0].url
+
+
+def test_convert_from_a_checkpoint_url(home, tmp_path):
+    from safetensors.numpy import save_file
+
+    from conversion.convert import convert
+    from conversion_helpers import timm_layout
+
+    name = "vit_small_patch16_224.augreg_in1k"
+    (tmp_path / "www").mkdir()
+    save_file(timm_layout(vit_tf.create_model(name, **TINY).config), str(tmp_path / "www" / "model.safetensors"))
+    with FileServer(tmp_path / "www") as server:
+        url = f"{server.url}/model.safetensors"
+        convert(name, tmp_path / "out", checkpoint=url, parity=False, progress=False, **TINY)
+    source = json.loads((tmp_path / "out" / "config.json").read_text())["sources"][0]
+    assert source["url"] == url and source["format"] == "timm"
+    assert source["path"] == str(cache_path(url))
+    assert source["sha256"] == hashlib.sha256((tmp_path / "www" / "model.safetensors").read_bytes()).hexdigest()
