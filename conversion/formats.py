@@ -182,16 +182,13 @@ def read_vit_npz(path: str) -> Checkpoint:
     if problems:
         raise CheckpointError(f"{path} ({style} layout, depth {depth}): " + " | ".join(problems))
 
-    pos = state_dict["pos_embed"]
-    if pos.ndim == 3 and _is_square(pos.shape[1]):
+    if pos_key == "pos_embedding":
         # big_vision adds no position to the class token; a zero row for it is the same model in timm's layout.
+        pos = state_dict["pos_embed"]
         state_dict["pos_embed"] = np.concatenate([np.zeros_like(pos[:, :1]), pos], axis=1)
-        logger.info("%s: pos_embedding covers the patch grid only; prepended a zero row for the class token", path)
+        logger.info("%s: big_vision pos_embedding covers the patch grid only; prepended a zero row for the class "
+                    "token", path)
     return Checkpoint(path, "vit_npz", state_dict, origin)
-
-
-def _is_square(n: int) -> bool:
-    return int(round(n ** 0.5)) ** 2 == n
 
 
 # -- .pth formats -----------------------------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ def fetch_drive(handle: str) -> Path:
     try:
         import gdown
     except ImportError as e:
-        raise ImportError("loading a Google Drive id needs gdown: pip install 'vit_tf[legacy]'") from e
+        raise ImportError(f"{handle!r} is not an existing path; as a Google Drive id it needs gdown: "
+                          f"pip install 'vit_tf[legacy]'") from e
     handle = handle[len("gdrive:"):] if handle.startswith("gdrive:") else handle
     match = re.search(r"/d/([A-Za-z0-9_-]+)|[?&]id=([A-Za-z0-9_-]+)", handle)
     file_id = (match.group(1) or match.group(2)) if match else handle

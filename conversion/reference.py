@@ -79,8 +79,9 @@ def load_reference(config, files: Sequence[Tuple[str, str]]):
             npz = {name: np.asarray(f[k], np.float32) for k in f.files
                    for name in ("pre_logits/kernel", "pre_logits/bias", "head/kernel", "head/bias", "pos_embedding")
                    if k == name or k.endswith("/" + name)}
+            # big_vision (top-level pos_embedding) gives the class token no position; timm calls it no_embed_class
+            no_embed_class = not any(k.endswith("Transformer/posembed_input/pos_embedding") for k in f.files)
         n = npz["pos_embedding"].shape[1]
-        no_embed_class = _is_square(n)  # big_vision: no position for the class token
         side = int(round((n if no_embed_class else n - 1) ** 0.5))
         native = build_timm_model(config, img_size=side * config.patch_size, no_embed_class=no_embed_class)
         _load_weights(native, path)
@@ -103,10 +104,6 @@ def load_reference(config, files: Sequence[Tuple[str, str]]):
         return model, pre_logits_head(model, t["pre_logits/kernel"], t["pre_logits/bias"], t["head/kernel"],
                                       t["head/bias"])
     return model, None
-
-
-def _is_square(n: int) -> bool:
-    return int(round(n ** 0.5)) ** 2 == n
 
 
 def dino_head(model, head_type: str, weight, bias):
