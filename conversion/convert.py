@@ -131,7 +131,7 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
         f["sha256"] = sha256_of(ckpt.path)
     load_checkpoints(model, checkpoints)
     recipe = dataclasses.replace(entry.recipe, input_size=model.config.img_size)
-    warnings = [f"{k} is all zeros in the checkpoint (the 2020 ImageNet-21k files ship their classifier zeroed); "
+    warnings = [f"{k} is all zeros in {c.path} (timm notes the 2020 ImageNet-21k release zeroed its classifier); "
                 f"its logits carry no information" for c in checkpoints for k in all_zero_keys(c.state_dict)]
 
     with atomic_directory(output, replace=overwrite) as tmp:

@@ -33,7 +33,9 @@ def converted(tmp_path_factory):
     sd["head.weight"] = np.zeros_like(sd["head.weight"])
     sd["head.bias"] = BIAS
     save_file(sd, str(root / "forced.safetensors"))
-    convert(NAME, root / "out", checkpoint=str(root / "forced.safetensors"), parity=False, progress=False, **TINY)
+    report = convert(NAME, root / "out", checkpoint=str(root / "forced.safetensors"), parity=False, progress=False,
+                     **TINY)
+    assert [w.split()[0] for w in report["warnings"]] == ["head.weight"]  # a zero classifier is flagged
     return root / "out"
 
 
