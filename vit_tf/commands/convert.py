@@ -51,8 +51,8 @@ def run(args) -> int:
     if bool(args.model) == bool(args.all):
         raise ValueError("give either a model name or --all")
     kwargs = dict(parity=not args.no_parity, overwrite=args.overwrite, progress=not args.quiet,
-                  output_tolerance=args.atol_outputs or OUTPUT_TOLERANCE,
-                  attention_tolerance=args.atol_attention or ATTENTION_TOLERANCE,
+                  output_tolerance=OUTPUT_TOLERANCE if args.atol_outputs is None else args.atol_outputs,
+                  attention_tolerance=ATTENTION_TOLERANCE if args.atol_attention is None else args.atol_attention,
                   img_size=args.img_size, **parse_overrides(args.overrides))
     if args.all:
         if args.checkpoint:
