@@ -14,6 +14,7 @@ if _keras.backend.backend() != "tensorflow":
     raise ImportError(f"vit_tf needs the TensorFlow backend of Keras 3; KERAS_BACKEND is "
                       f"{_keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
 
+from .checkpoints import load  # noqa: E402
 from .configs import SIZES, ViTConfig, parse_arch  # noqa: E402
 from .export import export_saved_model  # noqa: E402
 from .factory import create_model  # noqa: E402
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIASES", "CheckpointError", "ModelEntry", "Recipe", "SIZES", "ViTConfig", "VisionTransformer",
-    "attention_key", "create_model", "export_saved_model", "get_entry", "list_models", "load_timm_state_dict",
+    "attention_key", "create_model", "export_saved_model", "get_entry", "list_models", "load", "load_timm_state_dict",
     "parse_arch", "preprocess", "read_state_dict",
 ]
 

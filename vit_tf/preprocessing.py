@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image

@@ -9,16 +9,14 @@ analysis functions run unchanged on all three.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..compat import import_timm
 from ._arrays import to_numpy
 
-logger = logging.getLogger(__name__)
 
 Arrays = Dict[str, np.ndarray]
 
@@ -154,22 +152,6 @@ class SavedModelSource:
     def position_embedding(self) -> np.ndarray:
         """(1, T, D)."""
         return self._variable("pos_embed")
-
-
-def import_timm():
-    """`import timm`, safely after TensorFlow.
-
-    Importing triton (pulled in by torch._dynamo) after TensorFlow aborts the process: both register the same LLVM
-    command-line options. When TensorFlow is already loaded and triton is not, triton is hidden from this process
-    (PyTorch then runs without it, which CPU inference never needs).
-    """
-    if "tensorflow" in sys.modules and "triton" not in sys.modules:
-        logger.warning("vit_tf: hiding triton from PyTorch in this process (it cannot load after TensorFlow); "
-                       "import timm before vit_tf to keep it")
-        sys.modules["triton"] = None  # makes `import triton` raise ImportError, which PyTorch handles
-    import timm
-
-    return timm
 
 
 class TimmSource:

@@ -1,0 +1,359 @@
+"""Readers for the official checkpoint formats, each giving a timm-layout state dict.
+
+Formats (the `Source.format` values of `vit_tf.registry`):
+  - "vit_npz": Google's JAX/Flax `.npz` (google-research/vision_transformer, the 2020 release and AugReg), keys such
+    as `Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel`, optionally under `opt/target/` or
+    `params/`; big_vision's naming (`MultiHeadDotProductAttention_0`, `MlpBlock_0`, top-level `pos_embedding`) and
+    its scanned layout (`Transformer/encoderblock/...` stacked over depth) too.
+  - "deit_pth": facebookresearch/deit `{"model": state_dict}`.
+  - "dino_pth": facebookresearch/dino backbone, a bare state dict without head.
+  - "dino_linear_pth": facebookresearch/dino eval_linear `{"state_dict": {"module.linear.weight", ...}}`.
+  - "timm": a timm-layout `.safetensors` (timm's hub repos) or `.pth`.
+
+Every reader accounts for every key: a key it does not map and that is not on its stated allow-list is an error
+that names it. `.pth` files are read with `torch.load(weights_only=True)` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import zipfile
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from vit_tf.weights import CheckpointError, load_timm_state_dict, read_state_dict, to_numpy, torch_load
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("vit_npz", "deit_pth", "dino_pth", "dino_linear_pth", "timm")
+
+# Top-level entries of training checkpoints that hold no model weights; skipped by name, never by guess.
+TRAINING_STATE_KEYS = frozenset({"epoch", "optimizer", "lr_scheduler", "scheduler", "scaler", "best_acc",
+                                 "model_ema", "args"})
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """One checkpoint file read into timm layout.
+
+    Attributes:
+        path: the file.
+        format: one of FORMATS.
+        state_dict: timm key -> float32 array.
+        origin: timm key -> the key(s) it came from in the file (for error messages).
+    """
+
+    path: str
+    format: str
+    state_dict: Dict[str, np.ndarray]
+    origin: Dict[str, str]
+
+
+# -- layout transforms, each named once -----------------------------------------------------------------------------
+def jax_dense_to_torch_linear(w: np.ndarray) -> np.ndarray:  # (in, out) -> (out, in)
+    _expect_ndim(w, 2)
+    return w.T
+
+
+def jax_conv_to_torch(w: np.ndarray) -> np.ndarray:  # (kh, kw, in, out) -> (out, in, kh, kw)
+    _expect_ndim(w, 4)
+    return w.transpose(3, 2, 0, 1)
+
+
+def jax_qkv_to_torch_linear(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    # 3 x (D, heads, head_dim) -> (3 * D, D): the rows of timm's fused qkv are [q; k; v], heads outer.
+    for w in (q, k, v):
+        _expect_ndim(w, 3)
+    return np.concatenate([w.reshape(w.shape[0], -1).T for w in (q, k, v)], axis=0)
+
+
+def jax_qkv_bias_to_torch(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:  # 3 x (heads, hd) -> (3D,)
+    for b in (q, k, v):
+        _expect_ndim(b, 2)
+    return np.concatenate([b.reshape(-1) for b in (q, k, v)])
+
+
+def jax_attn_out_to_torch_linear(w: np.ndarray) -> np.ndarray:  # (heads, head_dim, D) -> (D, heads * head_dim)
+    _expect_ndim(w, 3)
+    return w.reshape(-1, w.shape[-1]).T
+
+
+def _expect_ndim(w: np.ndarray, ndim: int):
+    if w.ndim != ndim:
+        raise ValueError(f"expected {ndim} dimensions, got shape {w.shape}")
+
+
+# -- Google .npz ------------------------------------------------------------------------------------------------------
+NPZ_PREFIXES = ("", "opt/target/", "params/")
+
+# Sub-module names of an encoder block: (attention, MLP, norm before attention, norm before MLP).
+_NPZ_BLOCK_NAMES = {
+    "vit": ("MultiHeadDotProductAttention_1", "MlpBlock_3", "LayerNorm_0", "LayerNorm_2"),  # google-research/vit
+    "big_vision": ("MultiHeadDotProductAttention_0", "MlpBlock_0", "LayerNorm_0", "LayerNorm_1"),
+}
+
+
+def read_vit_npz(path: str) -> Checkpoint:
+    """Google ViT `.npz` -> timm layout. Arrays are read with allow_pickle=False."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path} is not a readable .npz file (truncated or corrupt?): {e}") from e
+    prefix = next((p for p in NPZ_PREFIXES if f"{p}embedding/kernel" in arrays), None)
+    if prefix is None:
+        raise CheckpointError(f"{path} is not a Google ViT checkpoint: no 'embedding/kernel' under any of the "
+                              f"prefixes {list(NPZ_PREFIXES)}; first keys: {sorted(arrays)[:8]}")
+    w = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    if prefix:
+        logger.info("%s: stripped the %r prefix of the Google layout", path, prefix)
+    outside = sorted(k for k in arrays if not k.startswith(prefix))
+
+    scanned = "Transformer/encoderblock/LayerNorm_0/scale" in w
+    block_root = "Transformer/encoderblock/" if scanned else "Transformer/encoderblock_0/"
+    style = "big_vision" if f"{block_root}{_NPZ_BLOCK_NAMES['big_vision'][0]}/query/kernel" in w else "vit"
+    mha, mlp, ln1, ln2 = _NPZ_BLOCK_NAMES[style]
+    if scanned:
+        depth = w["Transformer/encoderblock/LayerNorm_0/scale"].shape[0]
+    else:
+        depth = 1 + max((int(m.group(1)) for k in w if (m := re.match(r"Transformer/encoderblock_(\d+)/", k))),
+                        default=-1)
+    pos_key = "pos_embedding" if "pos_embedding" in w else "Transformer/posembed_input/pos_embedding"
+
+    # timm key -> (file keys, transform of their arrays)
+    table = {
+        "patch_embed.proj.weight": (["embedding/kernel"], jax_conv_to_torch),
+        "patch_embed.proj.bias": (["embedding/bias"], None),
+        "cls_token": (["cls"], None),
+        "pos_embed": ([pos_key], None),
+        "norm.weight": (["Transformer/encoder_norm/scale"], None),
+        "norm.bias": (["Transformer/encoder_norm/bias"], None),
+    }
+    for i in range(depth):
+        b = "Transformer/encoderblock/" if scanned else f"Transformer/encoderblock_{i}/"
+        t = f"blocks.{i}."
+        table.update({
+            t + "norm1.weight": ([f"{b}{ln1}/scale"], None),
+            t + "norm1.bias": ([f"{b}{ln1}/bias"], None),
+            t + "attn.qkv.weight": ([f"{b}{mha}/{n}/kernel" for n in ("query", "key", "value")],
+                                    jax_qkv_to_torch_linear),
+            t + "attn.qkv.bias": ([f"{b}{mha}/{n}/bias" for n in ("query", "key", "value")], jax_qkv_bias_to_torch),
+            t + "attn.proj.weight": ([f"{b}{mha}/out/kernel"], jax_attn_out_to_torch_linear),
+            t + "attn.proj.bias": ([f"{b}{mha}/out/bias"], None),
+            t + "norm2.weight": ([f"{b}{ln2}/scale"], None),
+            t + "norm2.bias": ([f"{b}{ln2}/bias"], None),
+            t + "mlp.fc1.weight": ([f"{b}{mlp}/Dense_0/kernel"], jax_dense_to_torch_linear),
+            t + "mlp.fc1.bias": ([f"{b}{mlp}/Dense_0/bias"], None),
+            t + "mlp.fc2.weight": ([f"{b}{mlp}/Dense_1/kernel"], jax_dense_to_torch_linear),
+            t + "mlp.fc2.bias": ([f"{b}{mlp}/Dense_1/bias"], None),
+        })
+    # Optional parts: a classifier, and the 2020 ImageNet-21k files' tanh representation layer.
+    for timm_name, file_name in (("head", "head"), ("pre_logits.fc", "pre_logits")):
+        if f"{file_name}/kernel" in w or f"{file_name}/bias" in w:
+            table[f"{timm_name}.weight"] = ([f"{file_name}/kernel"], jax_dense_to_torch_linear)
+            table[f"{timm_name}.bias"] = ([f"{file_name}/bias"], None)
+
+    state_dict, origin, missing, bad = {}, {}, [], []
+    for key, (names, transform) in table.items():
+        absent = [n for n in names if n not in w]
+        if absent:
+            missing += absent
+            continue
+        block = int(key.split(".")[1]) if scanned and key.startswith("blocks.") else None
+        try:
+            values = [to_numpy(w[n] if block is None else w[n][block]) for n in names]
+            state_dict[key] = transform(*values) if transform else values[0]
+        except (ValueError, IndexError) as e:
+            bad.append(f"{'+'.join(names)} {[np.shape(w[n]) for n in names]}: {e}")
+        origin[key] = ", ".join(prefix + n for n in names)
+    used = {n for names, _ in table.values() for n in names}
+    unexpected = outside + sorted(prefix + k for k in w if k not in used)
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {sorted(set(prefix + n for n in missing))}")
+    if unexpected:
+        problems.append(f"unexpected keys: {unexpected}")
+    if bad:
+        problems.append("mis-shaped keys: " + "; ".join(bad))
+    if problems:
+        raise CheckpointError(f"{path} ({style} layout, depth {depth}): " + " | ".join(problems))
+
+    if pos_key == "pos_embedding":
+        # big_vision adds no position to the class token; a zero row for it is the same model in timm's layout.
+        pos = state_dict["pos_embed"]
+        state_dict["pos_embed"] = np.concatenate([np.zeros_like(pos[:, :1]), pos], axis=1)
+        logger.info("%s: big_vision pos_embedding covers the patch grid only; prepended a zero row for the class "
+                    "token", path)
+    return Checkpoint(path, "vit_npz", state_dict, origin)
+
+
+# -- .pth formats -----------------------------------------------------------------------------------------------------
+def _tensor_dict(obj, path: str, what: str) -> Dict[str, np.ndarray]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: {what} is a {type(obj).__name__}, not a state dict")
+    not_tensors = sorted(k for k, v in obj.items() if not hasattr(v, "shape"))
+    if not_tensors:
+        raise CheckpointError(f"{path}: {what} holds entries that are not tensors: {not_tensors}")
+    return {k: to_numpy(v) for k, v in obj.items()}
+
+
+def _strip_prefixes(sd: Dict[str, np.ndarray], prefixes: Sequence[str], path: str) -> Dict[str, np.ndarray]:
+    """Drop distributed-training wrappers (`module.`, `backbone.`) from every key; logged, as a layout fix."""
+    for prefix in prefixes:
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            logger.info("%s: stripped the %r prefix from every key", path, prefix)
+    return sd
+
+
+def _unwrap(obj, wrapper: str, path: str, fmt: str) -> object:
+    """`obj[wrapper]`, requiring every other top-level entry to be training state."""
+    if not isinstance(obj, Mapping) or wrapper not in obj:
+        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(f"{path} is not a {fmt} checkpoint: expected a dict with a {wrapper!r} entry, "
+                              f"found {found}")
+    extra = sorted(set(obj) - {wrapper} - TRAINING_STATE_KEYS)
+    if extra:
+        raise CheckpointError(f"{path}: unexpected top-level entries {extra} beside {wrapper!r}")
+    return obj[wrapper]
+
+
+def _looks_like_vit(sd: Mapping[str, object]) -> bool:
+    return "patch_embed.proj.weight" in sd and any(k.startswith("blocks.") for k in sd)
+
+
+def _require_vit(sd: Mapping[str, object], path: str, fmt: str):
+    if not _looks_like_vit(sd):
+        raise CheckpointError(f"{path} does not hold a Vision Transformer ({fmt}): no 'patch_embed.proj.weight' "
+                              f"and 'blocks.*' keys; first keys: {sorted(sd)[:8]}")
+
+
+def read_deit_pth(path: str, obj=None) -> Checkpoint:
+    """facebookresearch/deit `{"model": state_dict}` (timm layout)."""
+    obj = torch_load(path) if obj is None else obj
+    sd = _tensor_dict(_unwrap(obj, "model", path, "DeiT"), path, "obj['model']")
+    _require_vit(sd, path, "DeiT")
+    return Checkpoint(path, "deit_pth", sd, {k: k for k in sd})
+
+
+def read_dino_pth(path: str, obj=None) -> Checkpoint:
+    """facebookresearch/dino backbone: a bare timm-layout state dict without classifier."""
+    obj = torch_load(path) if obj is None else obj
+    sd = _strip_prefixes(_tensor_dict(obj, path, "the file"), ("module.", "backbone."), path)
+    _require_vit(sd, path, "DINO backbone")
+    return Checkpoint(path, "dino_pth", sd, {k: k for k in sd})
+
+
+def read_dino_linear_pth(path: str, obj=None) -> Checkpoint:
+    """facebookresearch/dino eval_linear head: `module.linear.{weight,bias}` -> `head.{weight,bias}`."""
+    obj = torch_load(path) if obj is None else obj
+    raw = _tensor_dict(_unwrap(obj, "state_dict", path, "DINO linear-head"), path, "obj['state_dict']")
+    sd = _strip_prefixes(raw, ("module.",), path)
+    names = {"linear.weight": "head.weight", "linear.bias": "head.bias"}
+    unexpected = sorted(k for k in sd if k not in names)
+    missing = sorted(k for k in names if k not in sd)
+    if unexpected or missing:
+        raise CheckpointError(f"{path} is not a DINO linear head: missing keys {missing}, "
+                              f"unexpected keys {unexpected}")
+    return Checkpoint(path, "dino_linear_pth", {names[k]: v for k, v in sd.items()},
+                      {names[k]: f"state_dict/{k}" for k in sd})
+
+
+def read_timm(path: str, obj=None) -> Checkpoint:
+    """timm-layout `.safetensors` or `.pth` (a bare state dict)."""
+    if obj is None:
+        sd = read_state_dict(path)
+    else:
+        sd = _tensor_dict(obj, path, "the file")
+    _require_vit(sd, path, "timm layout")
+    return Checkpoint(path, "timm", sd, {k: k for k in sd})
+
+
+_PTH_READERS = {"deit_pth": read_deit_pth, "dino_pth": read_dino_pth, "dino_linear_pth": read_dino_linear_pth,
+                "timm": read_timm}
+
+
+def detect_pth_format(obj) -> str:
+    """What a loaded `.pth` object is: DeiT wrapper, DINO linear head, timm model (with head) or DINO backbone."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        return "deit_pth"
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        return "dino_linear_pth"
+    if isinstance(obj, Mapping) and any(k.endswith("head.weight") for k in obj):
+        return "timm"
+    return "dino_pth"
+
+
+def read_checkpoint(path: Union[str, os.PathLike], format: Optional[str] = None) -> Checkpoint:
+    """Read any supported checkpoint file into timm layout.
+
+    Args:
+        path: `.npz`, `.safetensors`, `.pth` / `.pt` / `.bin`.
+        format: one of FORMATS to require (registry sources declare theirs); None detects it from the file.
+    Raises:
+        CheckpointError naming the file and the offending keys; FileNotFoundError; ImportError for `.pth` without
+        PyTorch.
+    """
+    path = os.fspath(path)
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        found = "vit_npz"
+    elif lower.endswith(".safetensors"):
+        found = "timm"
+    elif lower.endswith((".pth", ".pt", ".bin")):
+        obj = torch_load(path)
+        found = detect_pth_format(obj)
+        if format is not None and format != found and format != "timm":
+            raise CheckpointError(f"{path} was declared {format} but holds a {found} checkpoint "
+                                  f"(wrong file for this model?)")
+        return _PTH_READERS[format or found](path, obj)
+    else:
+        raise CheckpointError(f"{path}: unknown checkpoint extension; expected .npz, .safetensors, .pth, .pt or .bin")
+    if format is not None and format != found:
+        raise CheckpointError(f"{path} was declared {format} but its extension says {found}")
+    return read_vit_npz(path) if found == "vit_npz" else read_timm(path)
+
+
+# -- loading into a model ---------------------------------------------------------------------------------------------
+def merge(checkpoints: Sequence[Checkpoint]) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    """Several files of one model (DINO backbone + linear head) -> one state dict; a key in two files is an error."""
+    state_dict, origin = {}, {}
+    for ckpt in checkpoints:
+        clash = sorted(set(state_dict) & set(ckpt.state_dict))
+        if clash:
+            raise CheckpointError(f"{ckpt.path} repeats keys already given by another file: {clash}")
+        state_dict.update(ckpt.state_dict)
+        origin.update({k: f"{v} ({os.path.basename(ckpt.path)})" for k, v in ckpt.origin.items() if v != k})
+    return state_dict, origin
+
+
+def load_checkpoints(model, checkpoints: Sequence[Checkpoint]) -> set:
+    """Assign the checkpoints to `model`, accounting for every key; returns the consumed timm keys."""
+    state_dict, origin = merge(checkpoints)
+    source = " + ".join(c.path for c in checkpoints)
+    if "pre_logits.fc.weight" in state_dict and getattr(model, "pre_logits", None) is None:
+        raise CheckpointError(
+            f"{source} carries a tanh 'pre_logits' representation layer (the 2020 ImageNet-21k release) but the "
+            f"model has none; build it with representation_size={state_dict['pre_logits.fc.weight'].shape[0]} "
+            f"(e.g. the registry's '*.orig_in21k' names). Dropping the layer would change the outputs.")
+    try:
+        return load_timm_state_dict(model, state_dict, source=source)
+    except CheckpointError as e:
+        mentioned = [k for k in sorted(origin) if k in str(e)]
+        if not mentioned:
+            raise
+        raise CheckpointError(f"{e} || file keys: " + "; ".join(f"{k} <- {origin[k]}" for k in mentioned[:12])) \
+            from e
+
+
+def all_zero_keys(state_dict: Mapping[str, np.ndarray], keys: Iterable[str] = ("head.weight",)) -> List[str]:
+    """Keys whose weights are all zero (the 2020 ImageNet-21k files ship their 21k classifier zeroed)."""
+    return [k for k in keys if k in state_dict and not np.any(state_dict[k])]

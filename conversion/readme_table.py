@@ -1,0 +1,72 @@
+"""The README's table of every registry weight with its published accuracy and the command that reproduces it.
+
+    python -m conversion.readme_table          # print the table
+    python -m conversion.readme_table --write  # replace it in README.md (between the markers below)
+
+`tests/test_conversion_readme.py` checks that README.md holds exactly this table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+BEGIN = "<!-- BEGIN weights table (python -m conversion.readme_table --write) -->"
+END = "<!-- END weights table -->"
+DATA = "/path/to/imagenet/val"
+
+
+def _accuracy(entry) -> str:
+    if entry.top1 is None:
+        return "—"
+    if entry.config.num_classes == 0:
+        return f"{entry.top1:.1f} (k-NN)"
+    return f"{entry.top1}" + (f" / {entry.top5}" if entry.top5 is not None else "")
+
+
+def _command(entry) -> str:
+    if entry.top1 is None:
+        return "— (ImageNet-21k classifier, no ImageNet-1k accuracy)"
+    if entry.config.num_classes == 0:
+        return f"— (backbone without classifier; the linear-eval number is `{entry.arch}.dino_linear`)"
+    return f"`vit-tf eval --model {entry.name} --data {DATA}`"
+
+
+def markdown() -> str:
+    from vit_tf.registry import WEIGHTS
+
+    rows = ["| Weights | Format | Published top-1 / top-5 (%) | Source of the number | Reproduce |",
+            "|---|---|---|---|---|"]
+    for name in sorted(WEIGHTS):
+        e = WEIGHTS[name]
+        formats = " + ".join(s.format for s in e.sources)
+        rows.append(f"| `{name}` | {formats} | {_accuracy(e)} | {e.metric_source or '—'} | {_command(e)} |")
+    return "\n".join([BEGIN, *rows, END])
+
+
+def replace_in(text: str) -> str:
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"README.md has no {BEGIN!r} ... {END!r} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return head + markdown() + tail
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="update README.md in place")
+    args = parser.parse_args(argv)
+    if not args.write:
+        print(markdown())
+        return 0
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(replace_in(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

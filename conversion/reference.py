@@ -1,0 +1,154 @@
+"""The reference the ports are proven against: timm, loading each official file with timm's own loader.
+
+  - `.npz`: `timm.models.vision_transformer._load_weights` (Google's layout, prefixes, big_vision naming).
+  - `.pth` / `.safetensors`: timm's `checkpoint_filter_fn` + `load_state_dict(strict=True)`.
+A grid other than the checkpoint's is resampled by `checkpoint_filter_fn` (bicubic, antialiased), the same call the
+timm-layout loader of `vit_tf.weights` reproduces.
+
+timm has no DINO linear-eval head and no longer builds the 2020 `pre_logits` layer; for those the backbone runs in
+timm and the head is the official formula written here in torch (`dino_head`, `pre_logits_head`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+from vit_tf.compat import guard_triton
+from vit_tf.configs import to_2tuple
+
+guard_triton()
+
+
+def available() -> Tuple[bool, str]:
+    """(whether torch and timm import, reason if not)."""
+    guard_triton()
+    try:
+        import timm  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as e:
+        return False, f"{e.name or e} is not installed (pip install 'vit_tf[test]' for torch + timm)"
+    return True, ""
+
+
+def build_timm_model(config, img_size=None, no_embed_class: bool = False):
+    """A timm VisionTransformer (or VisionTransformerDistilled) with the architecture of a `ViTConfig`; heads that
+    timm lacks (DINO linear eval, 2020 pre_logits) are left out (num_classes=0)."""
+    guard_triton()
+    from timm.models.deit import VisionTransformerDistilled
+    from timm.models.vision_transformer import VisionTransformer
+
+    cls = VisionTransformerDistilled if config.head_type == "distilled" else VisionTransformer
+    timm_head = config.head_type in ("token", "distilled") and not config.representation_size
+    model = cls(img_size=to_2tuple(img_size or config.img_size), patch_size=config.patch_size,
+                embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads,
+                mlp_ratio=config.mlp_dim / config.embed_dim, qkv_bias=config.qkv_bias,
+                num_classes=config.num_classes if timm_head else 0, global_pool="token",
+                no_embed_class=no_embed_class)
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False  # the attention probabilities exist only on the unfused path
+    return model.eval()
+
+
+def load_reference(config, files: Sequence[Tuple[str, str]]):
+    """timm model of `config` loaded from `files` [(path, format)] with timm's own loaders.
+
+    Returns (timm model, head): head is None when timm computes the logits itself, else a torch callable
+    images -> logits with the official formula of a head timm lacks.
+    """
+    guard_triton()
+    import torch
+    from timm.models.vision_transformer import _load_weights, checkpoint_filter_fn
+
+    (path, fmt), = [(p, f) for p, f in files if f != "dino_linear_pth"]
+    head_files = [p for p, f in files if f == "dino_linear_pth"]
+    no_embed_class, npz = False, {}
+    if fmt == "vit_npz":
+        with np.load(path, allow_pickle=False) as f:
+            npz = {name: np.asarray(f[k], np.float32) for k in f.files
+                   for name in ("pre_logits/kernel", "pre_logits/bias", "head/kernel", "head/bias", "pos_embedding")
+                   if k == name or k.endswith("/" + name)}
+            # big_vision (top-level pos_embedding) gives the class token no position; timm calls it no_embed_class
+            no_embed_class = not any(k.endswith("Transformer/posembed_input/pos_embedding") for k in f.files)
+        n = npz["pos_embedding"].shape[1]
+        side = int(round((n if no_embed_class else n - 1) ** 0.5))
+        native = build_timm_model(config, img_size=side * config.patch_size, no_embed_class=no_embed_class)
+        _load_weights(native, path)
+        state_dict = native.state_dict()
+    elif path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state_dict = load_file(path)
+    else:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = state_dict.get("model", state_dict)
+    model = build_timm_model(config, no_embed_class=no_embed_class)
+    model.load_state_dict(checkpoint_filter_fn(state_dict, model), strict=True)
+
+    if config.head_type in ("dino_last4", "dino_avgpool"):
+        (head_path,) = head_files
+        linear = torch.load(head_path, map_location="cpu", weights_only=True)["state_dict"]
+        return model, dino_head(model, config.head_type, linear["module.linear.weight"], linear["module.linear.bias"])
+    if config.representation_size:
+        t = {k: torch.from_numpy(v) for k, v in npz.items()}
+        return model, pre_logits_head(model, t["pre_logits/kernel"], t["pre_logits/bias"], t["head/kernel"],
+                                      t["head/bias"])
+    return model, None
+
+
+def dino_head(model, head_type: str, weight, bias):
+    """facebookresearch/dino eval_linear.py: `get_intermediate_layers(x, n)` (final norm on each), class tokens
+    concatenated; for ViT-B (n=1, avgpool) the class token and the patch mean interleaved per channel."""
+    import torch
+
+    def head(x):
+        n = 4 if head_type == "dino_last4" else 1
+        tokens = model.patch_embed(x)
+        tokens = model._pos_embed(tokens)
+        outs = []
+        for i, block in enumerate(model.blocks):
+            tokens = block(tokens)
+            if len(model.blocks) - i <= n:
+                outs.append(model.norm(tokens))
+        output = torch.cat([o[:, 0] for o in outs], dim=-1)
+        if head_type == "dino_avgpool":
+            output = torch.cat((output.unsqueeze(-1), torch.mean(outs[-1][:, 1:], dim=1).unsqueeze(-1)), dim=-1)
+            output = output.reshape(output.shape[0], -1)
+        return torch.nn.functional.linear(output, weight, bias)
+    return head
+
+
+def pre_logits_head(model, kernel, bias, head_kernel, head_bias):
+    """The 2020 ImageNet-21k head: logits = head(tanh(pre_logits(class token))); kernels (in, out) as in the npz."""
+    import torch
+
+    def head(x):
+        cls = model.forward_head(model.forward_features(x), pre_logits=True)
+        return torch.tanh(cls @ kernel + bias) @ head_kernel + head_bias
+    return head
+
+
+def run_reference(model, head, images: np.ndarray) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """Run the timm model on NHWC `images`; returns ({"features", "logits", ...}, {"transformer_block_i_att"})."""
+    guard_triton()
+    import torch
+    from timm.utils import AttentionExtract
+
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    extractor = AttentionExtract(model, method="hook")
+    with torch.no_grad():
+        attention = extractor(x)
+        features = model.forward_features(x)
+        outputs = {"features": features[:, 0].numpy()}
+        if head is not None:
+            outputs["logits"] = head(x).numpy()
+        elif model.num_classes:
+            if hasattr(model, "head_dist"):
+                outputs["cls_logits"] = model.head(features[:, 0]).numpy()
+                outputs["dist_logits"] = model.head_dist(features[:, 1]).numpy()
+            outputs["logits"] = model.forward_head(features).numpy()
+    names = list(attention)
+    if len(names) != len(model.blocks):
+        raise RuntimeError(f"attention hooks found {len(names)} maps for {len(model.blocks)} blocks: {names}")
+    return outputs, {f"transformer_block_{i}_att": attention[n].numpy() for i, n in enumerate(names)}
