@@ -35,7 +35,13 @@ ATTEMPTS = 2  # a dropped connection is tried once more; a 404 or a checksum mis
 
 
 class DownloadError(OSError):
-    """A checkpoint could not be fetched or verified; the message says where to put the file by hand."""
+    """A checkpoint could not be fetched or verified; the message says where to put the file by hand.
+
+    `reason` is the failure alone (logged for a retry), `str(error)` adds the manual instructions."""
+
+    def __init__(self, reason: str, hint: str = ""):
+        super().__init__(f"{reason} {hint}".strip())
+        self.reason = reason
 
 
 class ChecksumError(DownloadError):
@@ -44,6 +50,10 @@ class ChecksumError(DownloadError):
 
 class HTTPStatusError(DownloadError):
     """The server answered with an error status (404, ...)."""
+
+
+class UnreachableError(DownloadError):
+    """The host could not be resolved or refused the connection: offline, asking again does not help."""
 
 
 def cache_home() -> Path:
@@ -164,7 +174,7 @@ def fetch(source, progress: bool = True, timeout: float = 60.0) -> Path:
         logger.warning("cached %s is incomplete or corrupt; fetching it again", path)
         path.unlink()
     if os.environ.get("VIT_TF_OFFLINE", "") not in ("", "0"):
-        raise DownloadError(f"{path.name} is not in the cache and VIT_TF_OFFLINE is set. " + manual_hint(url, path))
+        raise DownloadError(f"{path.name} is not in the cache and VIT_TF_OFFLINE is set.", manual_hint(url, path))
     path.parent.mkdir(parents=True, exist_ok=True)
     actual_url = resolve_url(url)
     last = None
@@ -172,11 +182,12 @@ def fetch(source, progress: bool = True, timeout: float = 60.0) -> Path:
         try:
             digest = _download(actual_url, path, expected, progress, timeout)
             break
-        except (ChecksumError, HTTPStatusError):
+        except (ChecksumError, HTTPStatusError, UnreachableError):
             raise  # asking again gives the same answer
         except DownloadError as e:
             last = e
-            logger.warning("attempt %d/%d failed: %s", attempt, ATTEMPTS, e)
+            if attempt < ATTEMPTS:
+                logger.warning("attempt %d/%d failed: %s; trying again", attempt, ATTEMPTS, e.reason)
     else:
         raise last
     path.with_name(path.name + ".sha256").write_text(digest + "\n")
@@ -202,20 +213,21 @@ def _download(url: str, path: Path, expected: Optional[str], progress: bool, tim
                     received += len(chunk)
                     bar.update(len(chunk))
         if total is not None and received != total:
-            raise DownloadError(f"{url}: connection closed after {received} of {total} bytes. "
-                                + manual_hint(url, path))
+            raise DownloadError(f"{url}: connection closed after {received} of {total} bytes.",
+                                manual_hint(url, path))
         actual = digest.hexdigest()
         if not digest_matches(actual, expected):
             raise ChecksumError(f"{url}: SHA-256 {actual} does not match the published {expected}; the download "
-                                f"was discarded. " + manual_hint(url, path))
+                                f"was discarded.", manual_hint(url, path))
         os.replace(tmp, path)
         return actual
     except urllib.error.HTTPError as e:
-        raise HTTPStatusError(f"{url}: HTTP {e.code} {e.reason}. " + manual_hint(url, path)) from None
+        raise HTTPStatusError(f"{url}: HTTP {e.code} {e.reason}.", manual_hint(url, path)) from None
     except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError) as e:
         reason = getattr(e, "reason", e)
-        raise DownloadError(f"could not download {url} ({type(e).__name__}: {reason}). "
-                            + manual_hint(url, path)) from e
+        unreachable = isinstance(reason, (socket.gaierror, ConnectionRefusedError))
+        error = UnreachableError if unreachable else DownloadError
+        raise error(f"could not download {url} ({type(e).__name__}: {reason}).", manual_hint(url, path)) from e
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -194,3 +194,17 @@ def test_convert_from_a_checkpoint_url(home, tmp_path):
     assert source["url"] == url and source["format"] == "timm"
     assert source["path"] == str(cache_path(url))
     assert source["sha256"] == hashlib.sha256((tmp_path / "www" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_unreachable_host_fails_at_once_with_the_manual_hint(home, caplog):
+    import socket
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    source = Source(f"http://127.0.0.1:{port}/deit/x.pth", "deit_pth")
+    with caplog.at_level("WARNING"), pytest.raises(download.UnreachableError) as err:
+        fetch(source, progress=False)
+    assert "Connection refused" in str(err.value) and "put it at" in str(err.value)
+    assert str(cache_path(source.url)) in str(err.value)
+    assert not [r for r in caplog.records if "attempt" in r.getMessage()]  # offline: no pointless retry
+    assert leftovers(home) == []
