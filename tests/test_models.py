@@ -108,3 +108,27 @@ def test_model_docstring_example_runs():
     model = vit_tf.create_model("vit_tiny_patch16_224", num_classes=10, depth=2)
     logits, attention = model(np.zeros((1, 64, 96, 3), "float32"))
     assert (logits.shape, attention["transformer_block_1_att"].shape) == ((1, 10), (1, 3, 25, 25))
+
+
+def test_predict_returns_the_pair_like_the_keras_io_example():
+    model = vit_tf.create_model("deit_tiny_distilled_patch16_224", **TINY, num_classes=5)
+    images = random_images(3, 32, 48)
+    predictions, attention = model.predict(images, batch_size=2, verbose=0)
+    logits, eager_attention = model(images)
+    assert predictions.shape == (3, 5) and sorted(attention) == sorted(eager_attention)
+    np.testing.assert_allclose(predictions, logits, atol=1e-5)
+    np.testing.assert_allclose(attention["transformer_block_1_att"], eager_attention["transformer_block_1_att"],
+                               atol=1e-6)
+
+
+def test_fit_and_evaluate_apply_losses_and_metrics_to_the_outputs():
+    import keras
+    model = vit_tf.create_model("vit_tiny_patch16_224", **TINY, num_classes=3)
+    images, labels = random_images(24, 32, 32, seed=3), np.arange(24) % 3
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    loss_before, _ = model.evaluate(images, labels, verbose=0)
+    history = model.fit(images, labels, epochs=8, batch_size=8, verbose=0)
+    loss_after, accuracy = model.evaluate(images, labels, verbose=0)
+    assert set(history.history) == {"loss", "accuracy"}
+    assert loss_after < 0.5 * loss_before and accuracy > 0.9  # it learns the 24 labels

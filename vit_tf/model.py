@@ -181,6 +181,15 @@ class VisionTransformer(keras.Model):
         outputs, attention = self.forward_all(images, training=training)
         return outputs[self.output_key], attention
 
+    # -- training -----------------------------------------------------------------------------------------------
+    # `fit` / `evaluate` see the `(outputs, attention)` pair; compiled losses and metrics apply to `outputs` alone,
+    # so `model.compile(loss=..., metrics=[...]); model.fit(images, labels)` works as for a single-output model.
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, y, _main_output(y_pred), sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, _main_output(y_pred), sample_weight)
+
     # -- serialization ------------------------------------------------------------------------------------------
     def get_config(self):
         return {"name": self.name, "drop_rate": self.drop_rate, "attn_drop_rate": self.attn_drop_rate,
@@ -189,3 +198,8 @@ class VisionTransformer(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _main_output(y_pred):
+    return y_pred[0] if isinstance(y_pred, (tuple, list)) and len(y_pred) == 2 and isinstance(y_pred[1], dict) \
+        else y_pred
