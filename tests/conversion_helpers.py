@@ -58,20 +58,12 @@ def google_npz(path, config, seed=0, prefix="", style="vit", scanned=False, grid
 
 
 def timm_layout(config, seed=0):
-    """A random timm-layout state dict (NumPy, no torch needed) of `config`, from the Keras model's key map."""
-    from vit_tf.weights import timm_weight_map
+    """A random timm-layout state dict (NumPy, no torch needed) of `config`, shaped by the model's own export."""
+    from vit_tf.weights import timm_state_dict
 
-    model = vit_tf.VisionTransformer(config)
     rng = np.random.default_rng(seed)
-    out = {}
-    for key, (variable, transform) in timm_weight_map(model).items():
-        shape = tuple(variable.shape)
-        if transform.__name__ == "torch_linear_to_dense":
-            shape = shape[::-1]
-        elif transform.__name__ == "torch_conv_to_keras":
-            shape = (shape[3], shape[2], shape[0], shape[1])
-        out[key] = rng.normal(0, 0.2, shape).astype(np.float32)
-    return out
+    return {key: rng.normal(0, 0.2, value.shape).astype(np.float32)
+            for key, value in timm_state_dict(vit_tf.VisionTransformer(config)).items()}
 
 
 def random_timm_state_dict(config, seed=0):

@@ -81,23 +81,15 @@ def test_probe_sample_image_with_random_weights(capsys, tmp_path):
     assert "top-1" in stdout
 
 
-def timm_layout_state_dict(model):
-    """Invert `timm_weight_map`'s transforms: our weights as a timm-layout state dict."""
-    from vit_tf.weights import identity, timm_weight_map, torch_conv_to_keras, torch_linear_to_dense
-
-    inverse = {identity: lambda w: w, torch_linear_to_dense: lambda w: w.T,
-               torch_conv_to_keras: lambda w: w.transpose(3, 2, 0, 1)}  # (kh, kw, in, out) -> (out, in, kh, kw)
-    return {key: np.ascontiguousarray(inverse[transform](np.asarray(var.numpy())))
-            for key, (var, transform) in timm_weight_map(model).items()}
-
-
 def test_probe_with_a_checkpoint_file(capsys, tmp_path):
     import vit_tf
     from safetensors.numpy import save_file
 
+    from vit_tf.weights import timm_state_dict
+
     source_model = vit_tf.create_model("deit_tiny_patch16_224")
     ckpt = tmp_path / "deit_tiny.safetensors"
-    save_file(timm_layout_state_dict(source_model), str(ckpt))
+    save_file(timm_state_dict(source_model), str(ckpt))
     img = write_image(tmp_path / "photo.jpg", (300, 260))
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "probe", img, "--model", "deit_tiny_patch16_224", "--checkpoint", ckpt,

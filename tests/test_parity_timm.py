@@ -10,6 +10,7 @@ pytest.importorskip("timm", reason="parity tests need the test extra: pip instal
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402
+from vit_tf.weights import timm_state_dict  # noqa: E402
 from helpers import max_abs, random_images, timm_forward, timm_reference  # noqa: E402
 
 LOGITS_TOL, ATTN_TOL = 1e-4, 1e-5
@@ -42,6 +43,9 @@ def test_parity_small(timm_name, ours_name, overrides, size):
     ours = vit_tf.create_model(ours_name, **overrides)
     consumed = vit_tf.load_timm_state_dict(ours, state_dict)
     assert consumed == set(state_dict)  # every key of the reference is used
+    exported = timm_state_dict(ours)  # and written back, every array is exactly the reference's
+    assert set(exported) == set(state_dict)
+    assert all(np.array_equal(exported[k], state_dict[k]) for k in state_dict)
     assert_parity(ours, reference, random_images(2, *size))
 
 

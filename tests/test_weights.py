@@ -5,29 +5,16 @@ import pytest
 from safetensors.numpy import save_file
 
 import vit_tf
+from vit_tf.weights import timm_state_dict
 from helpers import max_abs, random_images
 
 TINY = dict(depth=2, img_size=32, patch_size=8, embed_dim=48, num_heads=3, mlp_dim=96, num_classes=4)
 
 
-def state_dict_of(model):
-    """Our model's weights in timm layout (inverse of the load transforms)."""
-    from vit_tf.weights import timm_weight_map
-    out = {}
-    for key, (variable, transform) in timm_weight_map(model).items():
-        value = variable.numpy()
-        if transform.__name__ == "torch_linear_to_dense":
-            value = value.T
-        elif transform.__name__ == "torch_conv_to_keras":
-            value = value.transpose(3, 2, 0, 1)
-        out[key] = np.ascontiguousarray(value)
-    return out
-
-
 @pytest.fixture(scope="module")
 def source():
     model = vit_tf.create_model("deit_tiny_distilled_patch16_224", **TINY)
-    return model, state_dict_of(model)
+    return model, timm_state_dict(model)
 
 
 def test_round_trip_through_safetensors_and_pth(source, tmp_path):

@@ -31,6 +31,18 @@ def torch_conv_to_keras(w: np.ndarray) -> np.ndarray:  # (out, in, kh, kw) -> (k
     return w.transpose(2, 3, 1, 0)
 
 
+def dense_to_torch_linear(w: np.ndarray) -> np.ndarray:  # (in, out) -> (out, in)
+    return w.T
+
+
+def keras_conv_to_torch(w: np.ndarray) -> np.ndarray:  # (kh, kw, in, out) -> (out, in, kh, kw)
+    return w.transpose(3, 2, 0, 1)
+
+
+# Each load transform and the one that undoes it (for writing our weights back in timm layout).
+INVERSE = {identity: identity, torch_linear_to_dense: dense_to_torch_linear, torch_conv_to_keras: keras_conv_to_torch}
+
+
 def to_numpy(value) -> np.ndarray:
     """A torch tensor, TF tensor or array -> float32 NumPy array (bf16/fp16 checkpoints are widened)."""
     if hasattr(value, "detach"):  # torch.Tensor, without importing torch
@@ -78,6 +90,13 @@ def timm_weight_map(model) -> Dict[str, Tuple[object, Callable[[np.ndarray], np.
         for i in range(model.config.depth):
             m.pop(f"blocks.{i}.attn.qkv.bias")
     return m
+
+
+def timm_state_dict(model) -> Dict[str, np.ndarray]:
+    """The model's weights as a timm-layout state dict (float32, C-contiguous), e.g. to save as `.safetensors` or
+    load into the timm model of the same architecture."""
+    return {key: np.ascontiguousarray(INVERSE[transform](np.asarray(variable.numpy(), np.float32)))
+            for key, (variable, transform) in timm_weight_map(model).items()}
 
 
 def resample_pos_embed(pos_embed: np.ndarray, new_grid: Tuple[int, int], num_prefix_tokens: int,
