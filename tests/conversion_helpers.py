@@ -163,11 +163,6 @@ class FileServer:
 
 
 def cli(argv):
-    """`vit-tf ARGV` in-process with only this issue's subcommands registered; returns the exit status."""
+    """`vit-tf ARGV` in-process; returns the exit status."""
     from vit_tf import cli as cli_module
-    original = cli_module.COMMANDS
-    cli_module.COMMANDS = ("convert", "eval")
-    try:
-        return cli_module.main([str(a) for a in argv])
-    finally:
-        cli_module.COMMANDS = original
+    return cli_module.main([str(a) for a in argv])

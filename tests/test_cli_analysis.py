@@ -2,7 +2,6 @@
 with a non-zero exit for bad input."""
 
 import csv
-import importlib.util
 import json
 import os
 
@@ -13,13 +12,6 @@ from PIL import Image
 from analysis_support import tiny_model, write_converted_dir, write_image
 from vit_tf import analysis as A
 from vit_tf import cli
-
-
-@pytest.fixture(autouse=True)
-def available_commands(monkeypatch):
-    # Subcommands of other issues may be absent on this branch; the CLI is built from those present.
-    monkeypatch.setattr(cli, "COMMANDS",
-                        tuple(c for c in cli.COMMANDS if importlib.util.find_spec(f"vit_tf.commands.{c}")))
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +94,12 @@ def test_probe_with_a_checkpoint_file(capsys, tmp_path):
 
 
 def test_probe_offline_says_how_to_pass_weights(capsys, tmp_path, monkeypatch):
-    import vit_tf.commands.probe as probe_command
+    import vit_tf.commands.common as common
 
     def offline(model, checkpoint):
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
-    monkeypatch.setattr(probe_command, "load_model", offline)
+    monkeypatch.setattr(common, "load_model", offline)
     code, _, err = run_cli(capsys, "probe", "--model", "vit_base_patch16_224", "--out", tmp_path / "o")
     assert code == 2
     line = error_line(err)

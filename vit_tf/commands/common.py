@@ -49,3 +49,40 @@ def load_model(model: str, checkpoint: Optional[str] = None) -> Tuple[object, Re
         raise ValueError(f"--model {model}: no eval recipe is registered for it; use a weight name such as "
                          f"{model}.<tag> (see vit_tf.list_models('{model}.*'))")
     return net, net.entry.recipe, {"name": net.entry.name, "source": checkpoint or "official weights"}
+
+
+def add_analysis_arguments(parser, out_help: str, multiple: bool = False):
+    """--model/--checkpoint, --random-weights and --out, shared by probe, distance and video."""
+    add_model_arguments(parser, multiple=multiple)
+    parser.add_argument("--random-weights", action="store_true",
+                        help="SMOKE TEST ONLY: build the architecture with random weights instead of loading "
+                             "weights (no download); the figures then show no learned structure")
+    parser.add_argument("--out", required=True, help=out_help)
+
+
+def load_for_analysis(model: str, checkpoint=None, random_weights: bool = False):
+    """`--model` / `--checkpoint` / `--random-weights` -> (VisionTransformer, recipe, info dict).
+
+    Without a checkpoint the official weights are downloaded; when that fails (offline) the error says how to pass
+    local weights instead.
+    """
+    if random_weights:
+        from ..factory import create_model
+        from ..registry import Recipe
+
+        if checkpoint is not None or is_converted_dir(model):
+            raise ValueError("--random-weights builds a registry architecture; it takes neither --checkpoint nor "
+                             "a converted directory")
+        net = create_model(model, pretrained=False)
+        recipe = net.entry.recipe if net.entry is not None else Recipe(input_size=net.config.img_size)
+        return net, recipe, {"name": net.name, "source": "random weights (smoke test, no learned structure)"}
+    if checkpoint is not None or is_converted_dir(model):
+        return load_model(model, checkpoint)
+    try:
+        return load_model(model, None)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # download failures (conversion.download.DownloadError) and other I/O
+        raise OSError(f"could not get the official weights of {model} ({e}). Offline, pass local weights: "
+                      f"--checkpoint FILE (an official .npz/.pth or timm .safetensors) or --model DIR written by "
+                      f"`vit-tf convert`; --random-weights runs a smoke test without weights") from None

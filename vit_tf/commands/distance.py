@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-from .probe import add_analysis_arguments, load_for_analysis
+from .common import add_analysis_arguments, load_for_analysis
 
 
 def add_parser(subparsers):

@@ -8,46 +8,9 @@ from __future__ import annotations
 import json
 import os
 
-from .common import add_model_arguments, is_converted_dir, load_model
+from .common import add_analysis_arguments, load_for_analysis
 
 SAMPLE_IMAGE = "china.jpg"  # scikit-learn's bundled sample photo
-
-
-def add_analysis_arguments(parser, out_help: str, multiple: bool = False):
-    """--model/--checkpoint, --random-weights and --out, shared by probe, distance and video."""
-    add_model_arguments(parser, multiple=multiple)
-    parser.add_argument("--random-weights", action="store_true",
-                        help="SMOKE TEST ONLY: build the architecture with random weights instead of loading "
-                             "weights (no download); the figures then show no learned structure")
-    parser.add_argument("--out", required=True, help=out_help)
-
-
-def load_for_analysis(model: str, checkpoint=None, random_weights: bool = False):
-    """`--model` / `--checkpoint` / `--random-weights` -> (VisionTransformer, recipe, info dict).
-
-    Without a checkpoint the official weights are downloaded; when that fails (offline) the error says how to pass
-    local weights instead.
-    """
-    if random_weights:
-        from ..factory import create_model
-        from ..registry import Recipe
-
-        if checkpoint is not None or is_converted_dir(model):
-            raise ValueError("--random-weights builds a registry architecture; it takes neither --checkpoint nor "
-                             "a converted directory")
-        net = create_model(model, pretrained=False)
-        recipe = net.entry.recipe if net.entry is not None else Recipe(input_size=net.config.img_size)
-        return net, recipe, {"name": net.name, "source": "random weights (smoke test, no learned structure)"}
-    if checkpoint is not None or is_converted_dir(model):
-        return load_model(model, checkpoint)
-    try:
-        return load_model(model, None)
-    except (NotImplementedError, ConnectionError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise OSError(f"could not get the official weights of {model} ({e}). Offline, pass local weights: "
-                      f"--checkpoint FILE (an official .npz/.pth or timm .safetensors) or --model DIR written by "
-                      f"`vit-tf convert`; --random-weights runs a smoke test without weights") from None
 
 
 def sample_image():

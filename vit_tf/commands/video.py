@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .probe import add_analysis_arguments, load_for_analysis
+from .common import add_analysis_arguments, load_for_analysis
 
 
 def _head(value: str):
