@@ -1,3 +1,4 @@
-"""Conversion of the official ViT / DeiT / DINO checkpoints to vit_tf: readers for every official format
-(`formats`), the verified download cache (`download`), the timm reference (`reference`), the convert pipeline with
-its parity report (`convert`) and loading of saved artifacts, including the keras.io example's (`legacy`)."""
+"""Porting the official ViT / DeiT / DINO checkpoints to vit_tf and proving the port: the convert pipeline with its
+parity report (`convert`), the timm reference it is checked against (`reference`) and the README weights table
+(`readme_table`). It imports only `vit_tf`; the runtime checkpoint code (readers, downloads, saved-model loading)
+lives in the library (`vit_tf.formats`, `vit_tf.download`, `vit_tf.saved`)."""

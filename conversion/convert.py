@@ -1,7 +1,8 @@
 """`convert`: official checkpoint -> SavedModel + `.keras` + config + parity report, proven against timm.
 
 Output directory (written under a temporary name beside it and renamed only when everything passed):
-    saved_model/   serving_default: images (B, H, W, 3) float32 -> logits|features, transformer_block_{i}_att, ...
+    saved_model/   serving_default: images (B, H, W, 3) float32 -> logits|features, ...; serving_attention: the same
+                   plus every transformer_block_{i}_att
     model.keras    the Keras model (loads without custom_objects once vit_tf is imported)
     config.json    {"name", "entry", "config", "preprocessing", "sources": [{path, url, format, sha256}], ...}
     report.json    parity against timm per output and per block, SavedModel and .keras round trips
@@ -20,9 +21,11 @@ import numpy as np
 
 from vit_tf.weights import CheckpointError
 
+from vit_tf.download import fetch
+from vit_tf.files import atomic_directory, sha256_of
+from vit_tf.formats import all_zero_keys, load_checkpoints, read_checkpoint
+
 from . import reference
-from .download import atomic_directory, fetch, sha256_of
-from .formats import all_zero_keys, load_checkpoints, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +133,6 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
         f["format"] = ckpt.format
         f["sha256"] = sha256_of(ckpt.path)
     load_checkpoints(model, checkpoints)
-    recipe = dataclasses.replace(entry.recipe, input_size=model.config.img_size)
     warnings = [f"{k} is all zeros in {c.path} (timm notes the 2020 ImageNet-21k release zeroed its classifier); "
                 f"its logits carry no information" for c in checkpoints for k in all_zero_keys(c.state_dict)]
 
@@ -139,7 +141,7 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
         keras_outputs, keras_attention = _numpy(model.forward_all(images))
         vit_tf.export_saved_model(model, os.path.join(tmp, "saved_model"))
         model.save(os.path.join(tmp, "model.keras"))
-        served = tf.saved_model.load(os.path.join(tmp, "saved_model")).signatures["serving_default"]
+        served = tf.saved_model.load(os.path.join(tmp, "saved_model")).signatures["serving_attention"]
         sm = {k: v.numpy() for k, v in served(images=tf.constant(images)).items()}
         reloaded = keras.saving.load_model(os.path.join(tmp, "model.keras"), compile=False)
         kr_outputs, kr_attention = _numpy(reloaded.forward_all(images))
@@ -168,7 +170,7 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
         if report["parity"]["status"] == "failed":
             raise ParityError(f"{entry.name}: parity with timm FAILED: " + report["parity"]["summary"], report)
         config = {"name": entry.name, "entry": entry.to_dict(), "config": model.config.to_dict(),
-                  "preprocessing": recipe.to_dict(), "output_key": model.output_key, "sources": files,
+                  "preprocessing": model.recipe.to_dict(), "output_key": model.output_key, "sources": files,
                   "vit_tf_version": vit_tf.__version__, "created": report["created"]}
         _write_json(os.path.join(tmp, "config.json"), config)
         _write_json(os.path.join(tmp, "report.json"), report)

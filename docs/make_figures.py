@@ -26,7 +26,7 @@ def main():
     keras.utils.set_random_seed(0)
     os.makedirs(OUT, exist_ok=True)
     model = vit_tf.create_model("deit_tiny_patch16_224")  # random weights
-    recipe = model.entry.recipe
+    recipe = model.recipe
     x, shown = analysis.prepare(load_sample_image("china.jpg"), recipe, model.config.patch_size)
     result = analysis.probe(model, x, image=shown)
     note = " (random weights)"
@@ -46,7 +46,7 @@ def main():
     compared = {}
     for name in ("deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"):
         net = vit_tf.create_model(name)
-        batches = (analysis.prepare(load_sample_image(f), net.entry.recipe, 16)[0]
+        batches = (analysis.prepare(load_sample_image(f), net.recipe, 16)[0]
                    for f in ("china.jpg", "flower.jpg"))
         stats = analysis.accumulate_mean_distance(analysis.attention_source(net), batches)
         compared[name + note] = (stats.mean, stats.std)

@@ -100,8 +100,8 @@ def saved_model_outputs(directory, images):
     import tensorflow as tf
 
     path = os.path.join(directory, "saved_model")
-    served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
-    layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+    served = tf.saved_model.load(path).signatures["serving_attention"](images=tf.constant(images))
+    layer = keras.layers.TFSMLayer(path, call_endpoint="serving_attention")
     via_layer = layer(tf.constant(images))
     for key, value in served.items():
         np.testing.assert_array_equal(value.numpy(), np.asarray(via_layer[key]))

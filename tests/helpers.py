@@ -57,9 +57,9 @@ def check_backbone(model, images, tmp_path, atol=1e-6):
         np.testing.assert_allclose(r_att[key], attention[key], atol=atol)
 
     sm_path = vit_tf.export_saved_model(model, os.path.join(tmp_path, "saved_model"))
-    served = tf.saved_model.load(sm_path).signatures["serving_default"](images=tf.constant(images))
+    served = tf.saved_model.load(sm_path).signatures["serving_attention"](images=tf.constant(images))
     np.testing.assert_allclose(served[model.output_key], outputs, atol=atol)
-    layer_out = keras.layers.TFSMLayer(sm_path, call_endpoint="serving_default")(tf.constant(images))
+    layer_out = keras.layers.TFSMLayer(sm_path, call_endpoint="serving_attention")(tf.constant(images))
     for key in attention:
         np.testing.assert_allclose(served[key], attention[key], atol=atol)
         np.testing.assert_allclose(layer_out[key], attention[key], atol=atol)

@@ -88,7 +88,7 @@ def test_probe_with_a_checkpoint_file(capsys, tmp_path):
                            "--out", out)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    x, _ = A.prepare(img, source_model.entry.recipe, 16)
+    x, _ = A.prepare(img, source_model.recipe, 16)
     expected = A.top_k(A.KerasSource(source_model)(x)[0]["logits"], 5)[0]
     assert [p["index"] for p in summary["prediction"]] == [p["index"] for p in expected]
 

@@ -10,7 +10,7 @@ import pytest
 
 import vit_tf
 from conversion.convert import convert
-from conversion.formats import read_checkpoint
+from vit_tf.formats import read_checkpoint
 from vit_tf.checkpoints import load_checkpoint
 from conversion_helpers import TINY, google_npz, timm_layout
 
@@ -157,6 +157,6 @@ def test_without_torch_pth_asks_for_extra_and_other_formats_load(tmp_path, monke
     with pytest.raises(ImportError, match=r"vit_tf\[torch\]"):
         read_checkpoint(tmp_path / "deit.pth")
     model = vit_tf.VisionTransformer(config)
-    assert "blocks.1.mlp.fc2.weight" in load_checkpoint(model, tmp_path / "model.safetensors")
+    assert "blocks.1.mlp.fc2.weight" in load_checkpoint(model, tmp_path / "model.safetensors").loaded
     np.testing.assert_array_equal(model.get_layer("norm").beta.numpy(), sd["norm.bias"])
-    assert "head.weight" in load_checkpoint(model, tmp_path / "model.npz")
+    assert "head.weight" in load_checkpoint(model, tmp_path / "model.npz").loaded

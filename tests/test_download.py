@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import vit_tf
-from conversion import download
-from conversion.download import ChecksumError, DownloadError, HTTPStatusError, cache_path, fetch
+from vit_tf import download
+from vit_tf.download import ChecksumError, DownloadError, HTTPStatusError, cache_path, fetch
 from conversion_helpers import TINY, FileServer, cli, google_npz
 from vit_tf import registry
 from vit_tf.registry import Source

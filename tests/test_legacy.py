@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import vit_tf
-from conversion.legacy import SavedModelRunner, UnsafeArchiveError
+from vit_tf.saved import SavedModel, UnsafeArchiveError
 from conversion_helpers import TINY
 
 DRIVE_ID = "16_1oDm0PeCGJ_KGBG5UKVN7TsAtiRNrN"  # the keras.io example's DINO ViT-B/16 id (never fetched here)
@@ -104,7 +104,7 @@ def test_signature_only_saved_model_is_split_by_name(tmp_path):
     module = SignatureOnly()
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
     loaded = vit_tf.load(tmp_path / "sm")
-    assert isinstance(loaded, SavedModelRunner) and loaded.signature is not None
+    assert isinstance(loaded, SavedModel) and loaded.signature is not None
     images = np.random.default_rng(1).standard_normal((3, 32, 32, 3)).astype(np.float32)
     assert_same_as_keras(loaded, model, images)
 

@@ -68,5 +68,5 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         vit_tf.preprocess(str(not_image), name)
     with pytest.raises(ValueError, match="uint8"):
         vit_tf.preprocess(np.zeros((10, 10, 3), np.float32), name)
-    with pytest.raises(ValueError, match="no registered weights"):
-        vit_tf.preprocess(photo(), "vit_huge_patch14_224")
+    with pytest.raises(ValueError, match="carries no eval recipe"):
+        vit_tf.preprocess(photo(), object())

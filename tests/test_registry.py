@@ -54,10 +54,12 @@ def test_sizes_match_the_papers():
 def test_aliases_and_defaults():
     assert registry.resolve("vit_dino_base16")[1].name == "vit_base_patch16_224.dino"
     assert registry.resolve("vit_base_i21k_patch16_224")[1].name == "vit_base_patch16_224.augreg_in21k_ft_in1k"
+    # A bare architecture names no weights; pretrained=True would load its default (first registered) tag.
     arch, entry = registry.resolve("deit_tiny_patch16_224")
-    assert arch == "deit_tiny_patch16_224" and entry.name == "deit_tiny_patch16_224.fb_in1k"
-    arch, entry = registry.resolve("vit_large_patch32_224")
-    assert entry.name == "vit_large_patch32_224.orig_in21k"
+    assert arch == "deit_tiny_patch16_224" and entry is None
+    assert registry.default_entry(arch).name == "deit_tiny_patch16_224.fb_in1k"
+    assert registry.default_entry("vit_large_patch32_224").name == "vit_large_patch32_224.orig_in21k"
+    assert vit_tf.get_entry("vit_large_patch32_224").name == "vit_large_patch32_224.orig_in21k"
     assert vit_tf.list_models("deit_*distilled*384*") == [
         "deit_base_distilled_patch16_384", "deit_base_distilled_patch16_384.fb_in1k"]
 
@@ -65,6 +67,10 @@ def test_aliases_and_defaults():
 def test_unknown_names_are_clear_errors():
     with pytest.raises(KeyError, match="unknown model 'vit_gigantic'"):
         vit_tf.create_model("vit_gigantic")
+    with pytest.raises(KeyError, match="did you mean 'vit_tiny_patch16_224'"):
+        vit_tf.create_model("vit_tinny_patch16_224")
+    with pytest.raises(KeyError, match="did you mean 'vit_dino_base16'"):
+        vit_tf.create_model("vit_dino_bse16")
     with pytest.raises(KeyError, match="tags for vit_small_patch16_224"):
         vit_tf.create_model("vit_small_patch16_224.nope")
 

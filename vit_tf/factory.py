@@ -2,44 +2,111 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
-from typing import Optional
+from typing import Iterable, List, Mapping, Optional
 
 from .configs import to_2tuple
-from .registry import arch_config, resolve
+from .registry import arch_config, default_entry, default_recipe, resolve
+
+logger = logging.getLogger(__name__)
+
+# Keyword arguments that go to the Keras model rather than into the ViTConfig.
+MODEL_KWARGS = ("drop_rate", "attn_drop_rate", "drop_path_rate", "return_attention", "dtype", "trainable")
 
 
-def create_model(name: str, pretrained: bool = False, checkpoint_path: Optional[str] = None,
-                 img_size=None, **overrides):
-    """Build a registry model.
+def create_model(name: str, pretrained: bool = False, checkpoint_path=None, img_size=None,
+                 num_classes: Optional[int] = None, strict: bool = True, ignore: Iterable[str] = (), **overrides):
+    """Build a registry model, optionally loading weights into it.
 
     Args:
-        name: architecture (`deit_small_patch16_224`), weight name (`vit_base_patch16_224.dino`) or keras.io alias.
-        pretrained: download (once, into the cache) and load the official weights of the weight name.
-        checkpoint_path: a local checkpoint in any supported format (timm `.safetensors`/`.pth`, official `.npz`
-            and `.pth` layouts) loaded instead of downloading.
+        name: an architecture (`deit_small_patch16_224`: timm's defaults for it, no weights' config), a weight name
+            (`vit_base_patch16_224.dino`: that checkpoint's config and recipe) or a keras.io alias.
+        pretrained: download (once, into the cache) and load the official weights of the weight name; for a bare
+            architecture, its default weights (the first registered tag, as timm does).
+        checkpoint_path: a local checkpoint (or list of files) in any supported format (timm `.safetensors`/`.pth`,
+            official `.npz` and `.pth` layouts), loaded instead of downloading.
         img_size: int or (height, width) to build the position grid for; checkpoints of another grid are
             resampled. The model runs on other multiples of the patch size either way.
-        **overrides: `ViTConfig` fields (`num_classes`, `depth`, ...) or dropout rates for `VisionTransformer`.
+        num_classes: a new classifier size. With weights, a checkpoint head that does not fit is dropped (logged)
+            and a fresh head is built; 0 builds none (features out). The 2020 ImageNet-21k `pre_logits` layer is
+            dropped with the head, as the ViT paper does for fine-tuning.
+        strict, ignore: see `vit_tf.load_checkpoint`.
+        **overrides: `ViTConfig` fields (`depth`, `embed_dim`, ...) or `VisionTransformer` arguments
+            (`drop_path_rate`, `return_attention`, `dtype="bfloat16"`, `trainable`).
     Returns:
-        a built `VisionTransformer` whose `.entry` holds the registry entry (recipe, sources) or None.
+        a built `VisionTransformer`; `model.recipe` is its eval preprocessing, `model.weight_name` the weight name
+        whose config it follows (None for a bare architecture).
     """
     from .model import VisionTransformer
 
     arch, entry = resolve(name)
-    base = entry.config if entry is not None else arch_config(arch)
-    model_kwargs = {k: overrides.pop(k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate") if k in overrides}
-    if img_size is not None:
-        overrides["img_size"] = to_2tuple(img_size)
-    config = base.replace(**overrides)
-    model = VisionTransformer(config, name=arch, **model_kwargs)
-    model.entry = entry
-    if checkpoint_path is not None:
-        from .checkpoints import load_checkpoint
-        load_checkpoint(model, os.fspath(checkpoint_path))
-    elif pretrained:
+    if pretrained and entry is None and checkpoint_path is None:
+        entry = default_entry(arch)
         if entry is None:
             raise ValueError(f"{name!r} has no registered weights; pass checkpoint_path=")
-        from .checkpoints import load_pretrained
-        load_pretrained(model, entry)
+        logger.info("%s: pretrained=True loads its default weights %s", name, entry.name)
+    base = entry.config if entry is not None else arch_config(arch)
+    model_kwargs = {k: overrides.pop(k) for k in MODEL_KWARGS if k in overrides}
+    if img_size is not None:
+        overrides["img_size"] = to_2tuple(img_size)
+    if num_classes is not None:
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        overrides["num_classes"] = int(num_classes)
+        if num_classes != base.num_classes and base.representation_size and "representation_size" not in overrides:
+            overrides["representation_size"] = None  # the pre-logits layer belongs to the old head
+    config = base.replace(**overrides)
+    recipe = entry.recipe if entry is not None else default_recipe(arch)
+    recipe = dataclasses.replace(recipe, input_size=config.img_size)
+    model = VisionTransformer(config, recipe=recipe, weight_name=entry.name if entry is not None else None,
+                              name=arch, **model_kwargs)
+    if checkpoint_path is None and not pretrained:
+        return model
+
+    from .formats import load_checkpoints, merge, read_checkpoint
+
+    if checkpoint_path is not None:
+        paths = [checkpoint_path] if isinstance(checkpoint_path, (str, os.PathLike)) else list(checkpoint_path)
+        checkpoints = [read_checkpoint(os.fspath(p)) for p in paths]
+    else:
+        from .download import fetch
+
+        if not entry.sources:
+            raise ValueError(f"{entry.name} has no checkpoint source")
+        checkpoints = [read_checkpoint(fetch(s), s.format) for s in entry.sources]
+    ignore = [ignore] if isinstance(ignore, str) else list(ignore)
+    if num_classes is not None:
+        dropped = classifier_mismatch(model, merge(checkpoints)[0])
+        if dropped:
+            logger.warning("%s: dropped the checkpoint's %s for a new %s", name, ", ".join(dropped),
+                           f"{num_classes}-class head" if num_classes else "feature output (no classifier)")
+        ignore += dropped
+    load_checkpoints(model, checkpoints, strict=strict, ignore=ignore)
     return model
+
+
+def classifier_mismatch(model, state_dict: Mapping[str, object]) -> List[str]:
+    """Classifier keys of a timm-layout state dict that do not fit `model` (absent from it, or another shape):
+    `head.*`, `head_dist.*` and the 2020 `pre_logits.fc.*`, described as `key (shape)`."""
+    from .weights import timm_weight_map, torch_linear_to_dense
+
+    targets = timm_weight_map(model)
+    dropped = []
+    for key in sorted(state_dict):
+        if not key.startswith(("head.", "head_dist.", "pre_logits.")):
+            continue
+        shape = tuple(getattr(state_dict[key], "shape", ()))
+        target = targets.get(key)
+        if target is None:
+            dropped.append(key)
+            continue
+        variable, transform = target
+        if transform is torch_linear_to_dense:
+            shape = shape[::-1]
+        if shape != tuple(variable.shape):
+            dropped.append(key)
+    # A head is replaced whole: a bias that happens to fit goes with its weight.
+    layers = {k.rsplit(".", 1)[0] for k in dropped}
+    return [k for k in sorted(state_dict) if k.rsplit(".", 1)[0] in layers]

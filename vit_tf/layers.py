@@ -36,10 +36,13 @@ def antialiased_bicubic_matrix(in_size: int, out_size) -> tf.Tensor:
 
 
 def resample_grid(grid: tf.Tensor, new_size) -> tf.Tensor:
-    """Resample (1, gh, gw, D) position embeddings to (1, new_h, new_w, D); `new_size` may hold tensors."""
+    """Resample (1, gh, gw, D) position embeddings to (1, new_h, new_w, D); `new_size` may hold tensors.
+
+    Computed in float32 whatever the grid's dtype (the result has the grid's dtype), so that bfloat16 / float16
+    models resample exactly as float32 ones up to the final rounding."""
     mh = antialiased_bicubic_matrix(grid.shape[1], new_size[0])
     mw = antialiased_bicubic_matrix(grid.shape[2], new_size[1])
-    return tf.einsum("hH,bHWd,wW->bhwd", mh, grid, mw)
+    return tf.cast(tf.einsum("hH,bHWd,wW->bhwd", mh, tf.cast(grid, tf.float32), mw), grid.dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -50,7 +53,8 @@ class PatchEmbed(keras.layers.Layer):
         super().__init__(**kwargs)
         self.patch_size = patch_size
         self.embed_dim = embed_dim
-        self.proj = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, padding="valid", name="proj")
+        self.proj = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, padding="valid", name="proj",
+                                        dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.proj.build(input_shape)
@@ -67,7 +71,12 @@ class PatchEmbed(keras.layers.Layer):
 class Attention(keras.layers.Layer):
     """Multi-head self-attention with a fused `qkv` projection.
 
-    Returns (output (B, N, D), attention probabilities (B, heads, N, N) taken before attention dropout).
+    Call: `attn(x, training=False, return_attention=True, head_mask=None)` with x (B, N, D) and head_mask None or
+    (heads,), a factor on each head's attention probabilities before they mix the values.
+    Returns (output (B, N, D), attention (B, heads, N, N) float32 softmax probabilities taken before attention
+    dropout and multiplied by `head_mask`), or (output, None) with `return_attention=False`, which runs the fused
+    `keras.ops.dot_product_attention` and never materialises the maps. The softmax is computed in float32 under
+    every dtype policy.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
@@ -77,24 +86,36 @@ class Attention(keras.layers.Layer):
         self.attn_drop_rate, self.proj_drop_rate = attn_drop, proj_drop
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.qkv = keras.layers.Dense(3 * dim, use_bias=qkv_bias, name="qkv")
-        self.proj = keras.layers.Dense(dim, name="proj")
-        self.attn_drop = keras.layers.Dropout(attn_drop)
-        self.proj_drop = keras.layers.Dropout(proj_drop)
+        policy = self.dtype_policy
+        self.qkv = keras.layers.Dense(3 * dim, use_bias=qkv_bias, name="qkv", dtype=policy)
+        self.proj = keras.layers.Dense(dim, name="proj", dtype=policy)
+        self.attn_drop = keras.layers.Dropout(attn_drop, dtype=policy)
+        self.proj_drop = keras.layers.Dropout(proj_drop, dtype=policy)
 
     def build(self, input_shape):
         self.qkv.build((None, None, self.dim))
         self.proj.build((None, None, self.dim))
         self.built = True
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, return_attention=True, head_mask=None):
         b, n = tf.shape(x)[0], tf.shape(x)[1]
         qkv = tf.reshape(self.qkv(x), (b, n, 3, self.num_heads, self.head_dim))
-        q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
-        attn = tf.nn.softmax(tf.matmul(q * self.scale, k, transpose_b=True), axis=-1)
-        out = tf.matmul(self.attn_drop(attn, training=training), v)  # (B, heads, N, hd)
-        out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (b, n, self.dim))
-        return self.proj_drop(self.proj(out), training=training), attn
+        if return_attention or (training and self.attn_drop_rate > 0):
+            q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
+            logits = tf.matmul(q * tf.cast(self.scale, q.dtype), k, transpose_b=True)
+            attn = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+            if head_mask is not None:
+                attn = attn * tf.reshape(tf.cast(head_mask, tf.float32), (1, self.num_heads, 1, 1))
+            out = tf.matmul(tf.cast(self.attn_drop(attn, training=training), v.dtype), v)  # (B, heads, N, hd)
+            out = tf.transpose(out, (0, 2, 1, 3))
+        else:
+            q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 1, 3, 4)), axis=0)  # each (B, N, heads, hd)
+            out = keras.ops.dot_product_attention(q, k, v, scale=self.scale)  # (B, N, heads, hd)
+            if head_mask is not None:  # (A * m) V == m * (A V) per head
+                out = out * tf.reshape(tf.cast(head_mask, out.dtype), (1, 1, self.num_heads, 1))
+            attn = None
+        out = tf.reshape(out, (b, n, self.dim))
+        return self.proj_drop(self.proj(out), training=training), (attn if return_attention else None)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads, "qkv_bias": self.qkv_bias,
@@ -108,9 +129,9 @@ class Mlp(keras.layers.Layer):
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.dim, self.hidden_dim, self.drop_rate = dim, hidden_dim, drop
-        self.fc1 = keras.layers.Dense(hidden_dim, name="fc1")
-        self.fc2 = keras.layers.Dense(dim, name="fc2")
-        self.drop = keras.layers.Dropout(drop)
+        self.fc1 = keras.layers.Dense(hidden_dim, name="fc1", dtype=self.dtype_policy)
+        self.fc2 = keras.layers.Dense(dim, name="fc2", dtype=self.dtype_policy)
+        self.drop = keras.layers.Dropout(drop, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.fc1.build((None, None, self.dim))
@@ -147,26 +168,32 @@ class DropPath(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TransformerBlock(keras.layers.Layer):
-    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x)). Returns (tokens, attention probabilities)."""
+    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x)).
+
+    Call: `block(x, training=False, return_attention=True, head_mask=None)`, x (B, N, D), head_mask None or (heads,).
+    Returns (tokens (B, N, D), attention (B, heads, N, N) float32, or None with `return_attention=False`).
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool = True, layer_norm_eps: float = 1e-6,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.dim, self.num_heads, self.mlp_dim, self.qkv_bias = dim, num_heads, mlp_dim, qkv_bias
         self.layer_norm_eps, self.drop, self.attn_drop, self.drop_path_rate = layer_norm_eps, drop, attn_drop, drop_path
-        self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1")
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop=attn_drop, proj_drop=drop, name="attn")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2")
-        self.mlp = Mlp(dim, mlp_dim, drop=drop, name="mlp")
-        self.drop_path = DropPath(drop_path)
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1", dtype=policy)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop=attn_drop, proj_drop=drop, name="attn",
+                              dtype=policy)
+        self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2", dtype=policy)
+        self.mlp = Mlp(dim, mlp_dim, drop=drop, name="mlp", dtype=policy)
+        self.drop_path = DropPath(drop_path, dtype=policy)
 
     def build(self, input_shape):
         for layer in (self.norm1, self.attn, self.norm2, self.mlp):
             layer.build((None, None, self.dim))
         self.built = True
 
-    def call(self, x, training=False):
-        y, attn = self.attn(self.norm1(x), training=training)
+    def call(self, x, training=False, return_attention=True, head_mask=None):
+        y, attn = self.attn(self.norm1(x), training=training, return_attention=return_attention, head_mask=head_mask)
         x = x + self.drop_path(y, training=training)
         x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
         return x, attn

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .configs import ViTConfig
+from .registry import Recipe
 from .layers import PACKAGE, PatchEmbed, TransformerBlock, resample_grid
 
 
@@ -26,18 +28,29 @@ class VisionTransformer(keras.Model):
     """ViT / DeiT / DeiT-distilled / DINO, returning attention maps on every call.
 
     Args:
-        config: a `ViTConfig`, or its fields as keyword arguments (`img_size`, `patch_size`, ...).
+        config: a `ViTConfig` (or its dict), or its fields as keyword arguments (`img_size`, `patch_size`, ...).
         drop_rate: dropout after the position embedding, in the MLPs and after the attention projection.
         attn_drop_rate: dropout on the attention probabilities (the returned maps are taken before it).
         drop_path_rate: stochastic-depth rate, rising linearly over the blocks to this value.
+        return_attention: default of the call argument of the same name: True (every block, the keras.io
+            contract), False (none) or a list of block indices.
+        recipe: the eval preprocessing (`vit_tf.Recipe` or its dict); default: timm's generic recipe at `img_size`.
+        weight_name: the registry weight name whose config and recipe the model follows, or None.
+        dtype, trainable, name: Keras's own arguments. `dtype="bfloat16"`, `"float16"` or a mixed policy
+            (`"mixed_bfloat16"`) computes the blocks in that type; the softmax, the returned attention and the
+            outputs stay float32, and so does the classifier.
 
-    Call: `model(images, training=False)` with images (B, H, W, 3) float32, already preprocessed; H and W must be
-    multiples of the patch size (other sizes than `img_size` resample the position embeddings like timm's
-    `resample_abs_pos_embed`). Returns, in every mode, `(outputs, attention_scores)`:
-        outputs: logits (B, num_classes); for a model with `num_classes == 0` the final-norm class-token
+    Call: `model(images, training=False, return_attention=None, head_mask=None)` with images (B, H, W, 3), already
+    preprocessed; H and W must be multiples of the patch size (other sizes than `img_size` resample the position
+    embeddings like timm's `resample_abs_pos_embed`). `return_attention` None uses the constructor's default; a list
+    of block indices (negative ones count from the end) returns only those maps, and blocks whose maps are not
+    requested run a fused attention op. `head_mask` (depth, heads) multiplies each head's attention probabilities
+    before they mix the values (0 removes a head); the returned maps are the probabilities times the mask.
+    Returns, in every mode, `(outputs, attention_scores)`:
+        outputs: float32 logits (B, num_classes); for a model with `num_classes == 0` the final-norm class-token
             features (B, embed_dim). A distilled DeiT gives the mean of its two heads' logits.
-        attention_scores: {"transformer_block_{i}_att": (B, heads, T, T)} for every block i, softmax
-            probabilities before dropout; T = prefix tokens (class, then distillation) + H/p * W/p patches.
+        attention_scores: {"transformer_block_{i}_att": (B, heads, T, T)} for each requested block i, float32
+            softmax probabilities before dropout; T = prefix tokens (class, then distillation) + H/p * W/p patches.
 
     Example:
         >>> import numpy as np, vit_tf
@@ -45,31 +58,44 @@ class VisionTransformer(keras.Model):
         >>> logits, attention = model(np.zeros((1, 64, 96, 3), "float32"))
         >>> logits.shape, attention["transformer_block_1_att"].shape
         (TensorShape([1, 10]), TensorShape([1, 3, 25, 25]))
+        >>> sorted(model(np.zeros((1, 64, 96, 3), "float32"), return_attention=[-1])[1])
+        ['transformer_block_1_att']
     """
 
     def __init__(self, config: Optional[ViTConfig] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, name: str = "vision_transformer", **config_fields):
-        super().__init__(name=name)
+                 drop_path_rate: float = 0.0, return_attention=True, recipe=None, weight_name: Optional[str] = None,
+                 name: str = "vision_transformer", **kwargs):
+        keras_kwargs = {k: kwargs.pop(k) for k in ("dtype", "trainable") if k in kwargs}
+        super().__init__(name=name, **keras_kwargs)
+        if isinstance(config, dict):
+            config = ViTConfig(**config)
         if config is None:
-            config = ViTConfig(**config_fields)
-        elif config_fields:
-            config = config.replace(**config_fields)
+            config = ViTConfig(**kwargs)
+        elif kwargs:
+            config = config.replace(**kwargs)
         self.config = config
         self.drop_rate, self.attn_drop_rate, self.drop_path_rate = drop_rate, attn_drop_rate, drop_path_rate
+        self.return_attention = self._normalize_request(return_attention, allow_none=False)
+        if isinstance(recipe, dict):
+            recipe = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
+        self.recipe = recipe if recipe is not None else Recipe(input_size=config.img_size)
+        self.weight_name = weight_name
         c = config
-        self.patch_embed = PatchEmbed(c.patch_size, c.embed_dim, name="patch_embed")
-        self.pos_drop = keras.layers.Dropout(drop_rate)
+        policy = self.dtype_policy
+        self.patch_embed = PatchEmbed(c.patch_size, c.embed_dim, name="patch_embed", dtype=policy)
+        self.pos_drop = keras.layers.Dropout(drop_rate, dtype=policy)
         self.blocks = [
             TransformerBlock(c.embed_dim, c.num_heads, c.mlp_dim, c.qkv_bias, c.layer_norm_eps, drop=drop_rate,
                              attn_drop=attn_drop_rate, drop_path=drop_path_rate * i / max(c.depth - 1, 1),
-                             name=f"transformer_block_{i}")
+                             name=f"transformer_block_{i}", dtype=policy)
             for i in range(c.depth)
         ]
-        self.norm = keras.layers.LayerNormalization(epsilon=c.layer_norm_eps, name="norm")
-        self.pre_logits = (keras.layers.Dense(c.representation_size, activation="tanh", name="pre_logits")
-                           if c.representation_size else None)
-        self.head = keras.layers.Dense(c.num_classes, name="head") if c.num_classes else None
-        self.head_dist = (keras.layers.Dense(c.num_classes, name="head_dist")
+        self.norm = keras.layers.LayerNormalization(epsilon=c.layer_norm_eps, name="norm", dtype=policy)
+        self.pre_logits = (keras.layers.Dense(c.representation_size, activation="tanh", name="pre_logits",
+                                              dtype=policy) if c.representation_size else None)
+        # The classifier runs in float32 under every policy: logits are what users compare across dtypes.
+        self.head = keras.layers.Dense(c.num_classes, name="head", dtype="float32") if c.num_classes else None
+        self.head_dist = (keras.layers.Dense(c.num_classes, name="head_dist", dtype="float32")
                           if c.num_classes and c.head_type == "distilled" else None)
         self.build((None, *c.img_size, 3))
 
@@ -108,9 +134,38 @@ class VisionTransformer(keras.Model):
         return "logits" if self.config.num_classes else "features"
 
     # -- forward ------------------------------------------------------------------------------------------------
+    def _normalize_request(self, request, allow_none: bool = True):
+        """A `return_attention` value -> True, False or a sorted tuple of non-negative block indices."""
+        if request is None and allow_none:
+            return self.return_attention
+        if isinstance(request, (bool, np.bool_)):
+            return bool(request)
+        if isinstance(request, (int, np.integer)):
+            request = [request]
+        try:
+            indices = [int(i) for i in request]
+        except TypeError:
+            raise TypeError(f"return_attention must be True, False or a list of block indices, got "
+                            f"{request!r}") from None
+        depth = self.config.depth
+        bad = [i for i in indices if not -depth <= i < depth]
+        if bad:
+            raise ValueError(f"return_attention: block indices {bad} are out of range for {depth} blocks")
+        return tuple(sorted({i % depth for i in indices}))
+
+    def _check_head_mask(self, head_mask):
+        if head_mask is None:
+            return None
+        head_mask = tf.convert_to_tensor(head_mask, tf.float32)
+        expected = (self.config.depth, self.config.num_heads)
+        if head_mask.shape.rank is not None and tuple(head_mask.shape) != expected:
+            raise ValueError(f"head_mask must have shape (depth, heads) = {expected}, got {tuple(head_mask.shape)}")
+        return head_mask
+
     def _embed(self, images, training):
         c = self.config
         p = c.patch_size
+        images = tf.cast(images, self.compute_dtype)
         static_hw = images.shape[1:3]
         if images.shape[-1] is not None and images.shape[-1] != 3:
             raise ValueError(f"images must have 3 channels (B, H, W, 3), got shape {tuple(images.shape)}")
@@ -128,35 +183,48 @@ class VisionTransformer(keras.Model):
         with tf.control_dependencies(deps):
             x = tf.reshape(x, (tf.shape(x)[0], gh * gw, c.embed_dim))
         n_prefix = c.num_prefix_tokens
-        grid = tf.reshape(self.pos_embed[:, n_prefix:], (1, *c.grid_size, c.embed_dim))
+        # Position embeddings are read in float32 (inside a Keras call they are autocast to the compute dtype) and
+        # resampled in float32 before joining the tokens' dtype.
+        pos_embed = tf.cast(self.pos_embed, tf.float32)
+        grid = tf.reshape(pos_embed[:, n_prefix:], (1, *c.grid_size, c.embed_dim))
         if tuple(x_ // p if x_ is not None else None for x_ in static_hw) != c.grid_size:
             grid = resample_grid(grid, (gh, gw))
-        x = x + tf.reshape(grid, (1, -1, c.embed_dim))
+        x = x + tf.cast(tf.reshape(grid, (1, -1, c.embed_dim)), x.dtype)
         b = tf.shape(x)[0]
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
-        prefix = [tf.tile(t + self.pos_embed[:, i:i + 1], (b, 1, 1)) for i, t in enumerate(prefix)]
+        prefix = [tf.tile(tf.cast(tf.cast(t, tf.float32) + pos_embed[:, i:i + 1], x.dtype), (b, 1, 1))
+                  for i, t in enumerate(prefix)]
         return self.pos_drop(tf.concat(prefix + [x], axis=1), training=training)
 
-    def forward_features(self, images, training=False, return_hidden=False):
-        """Tokens after the final norm, (B, T, D), and the attention dict; with `return_hidden`, also the
-        list of every block's output tokens (before the final norm)."""
+    def forward_features(self, images, training=False, return_hidden=False, return_attention=None, head_mask=None):
+        """Tokens after the final norm, (B, T, D) in the compute dtype, and the attention dict; with
+        `return_hidden`, also the list of every block's output tokens (before the final norm).
+        `return_attention` and `head_mask` as in the call."""
+        request = self._normalize_request(return_attention)
+        head_mask = self._check_head_mask(head_mask)
         x = self._embed(images, training)
         attention, hidden = {}, []
         for i, block in enumerate(self.blocks):
-            x, attention[attention_key(i)] = block(x, training=training)
+            wanted = request is True or (request is not False and i in request)
+            x, att = block(x, training=training, return_attention=wanted,
+                           head_mask=None if head_mask is None else head_mask[i])
+            if wanted:
+                attention[attention_key(i)] = att
             hidden.append(x)
         out = self.norm(x)
         return (out, attention, hidden) if return_hidden else (out, attention)
 
-    def forward_all(self, images, training=False) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
+    def forward_all(self, images, training=False, return_attention=None, head_mask=None) \
+            -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
         """Every output head by name, and the attention dict.
 
         Returns ({"features": (B, D) final-norm class token, "logits": (B, classes) when the model has a
-        classifier, and for distilled DeiT also "cls_logits" and "dist_logits"}, attention_scores).
+        classifier, and for distilled DeiT also "cls_logits" and "dist_logits"}, all float32; attention_scores).
         """
         c = self.config
-        tokens, attention, hidden = self.forward_features(images, training, return_hidden=True)
-        outputs = {"features": tokens[:, 0]}
+        tokens, attention, hidden = self.forward_features(images, training, return_hidden=True,
+                                                          return_attention=return_attention, head_mask=head_mask)
+        outputs = {"features": tf.cast(tokens[:, 0], tf.float32)}
         if self.head is None:
             return outputs, attention
         if c.head_type == "dino_last4":
@@ -177,8 +245,9 @@ class VisionTransformer(keras.Model):
         outputs["logits"] = logits
         return outputs, attention
 
-    def call(self, images, training=False):
-        outputs, attention = self.forward_all(images, training=training)
+    def call(self, images, training=False, return_attention=None, head_mask=None):
+        outputs, attention = self.forward_all(images, training=training, return_attention=return_attention,
+                                              head_mask=head_mask)
         return outputs[self.output_key], attention
 
     # -- training -----------------------------------------------------------------------------------------------
@@ -192,8 +261,11 @@ class VisionTransformer(keras.Model):
 
     # -- serialization ------------------------------------------------------------------------------------------
     def get_config(self):
-        return {"name": self.name, "drop_rate": self.drop_rate, "attn_drop_rate": self.attn_drop_rate,
-                "drop_path_rate": self.drop_path_rate, **self.config.to_dict()}
+        request = self.return_attention
+        return {**super().get_config(), "config": self.config.to_dict(), "drop_rate": self.drop_rate,
+                "attn_drop_rate": self.attn_drop_rate, "drop_path_rate": self.drop_path_rate,
+                "return_attention": request if isinstance(request, bool) else list(request),
+                "recipe": self.recipe.to_dict(), "weight_name": self.weight_name}
 
     @classmethod
     def from_config(cls, config):

@@ -8,26 +8,25 @@ import os
 import numpy as np
 from PIL import Image
 
-from .registry import Recipe, resolve
+from .registry import Recipe, default_recipe, resolve
 
 _PIL_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
                 "lanczos": Image.LANCZOS}
 
 
 def get_recipe(model_or_name) -> Recipe:
-    """Recipe of a registry name, of a model made by `create_model`, or a `Recipe` itself."""
+    """The eval recipe of a model (`model.recipe`: models from `create_model`, `vit_tf.load` and SavedModels that
+    carry one), of a registry name (a weight name's recipe; an architecture's default), or a `Recipe` itself."""
     if isinstance(model_or_name, Recipe):
         return model_or_name
     if isinstance(model_or_name, str):
         arch, entry = resolve(model_or_name)
-        if entry is None:
-            raise ValueError(f"{model_or_name!r} has no registered weights and so no eval recipe; "
-                             f"pass a vit_tf.Recipe")
-        return entry.recipe
-    entry = getattr(model_or_name, "entry", None)
-    if entry is None:
-        raise ValueError("this model carries no registry entry; pass a registry name or a vit_tf.Recipe")
-    return entry.recipe
+        return entry.recipe if entry is not None else default_recipe(arch)
+    recipe = getattr(model_or_name, "recipe", None)
+    if recipe is None:
+        raise ValueError(f"this {type(model_or_name).__name__} carries no eval recipe; pass a registry name or a "
+                         f"vit_tf.Recipe")
+    return recipe
 
 
 def to_rgb_image(image) -> Image.Image:

@@ -12,6 +12,7 @@ official checkpoint source and that accuracy. Sources of the numbers:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import re
 from typing import Dict, List, Optional, Tuple
@@ -105,15 +106,24 @@ ARCHITECTURES = (
 )
 
 
+# Architectures whose timm default (the first pretrained tag timm lists) is a headless backbone, so that
+# `timm.create_model(arch, pretrained=False)` builds no classifier: `vit_small_patch8_224.dino` and
+# `vit_large_patch32_224.orig_in21k` (timm >= 0.9 ships the 2020 ImageNet-21k weights without their zeroed head).
+# tests/test_registry.py checks every architecture against timm.
+TIMM_HEADLESS_ARCHITECTURES = frozenset({"vit_small_patch8_224", "vit_large_patch32_224"})
+
+
 def arch_config(arch: str, **overrides) -> ViTConfig:
-    """Config of an architecture name such as `deit_small_distilled_patch16_224`."""
+    """Config of an architecture name such as `deit_small_distilled_patch16_224`, with timm's defaults for it
+    (1000 classes and a linear head on the class token, or no classifier where timm's default weights have none)."""
     m = _ARCH_NAME.match(arch)
     if not m:
         raise KeyError(f"unknown architecture {arch!r}; see vit_tf.list_models()")
     family, size, distilled, patch, res = m.groups()
     width, depth, heads, mlp = SIZES[_SIZE_WORDS[size]]
     fields = dict(img_size=(int(res), int(res)), patch_size=int(patch), embed_dim=width, depth=depth,
-                  num_heads=heads, mlp_dim=mlp, num_classes=1000, head_type="distilled" if distilled else "token")
+                  num_heads=heads, mlp_dim=mlp, num_classes=0 if arch in TIMM_HEADLESS_ARCHITECTURES else 1000,
+                  head_type="distilled" if distilled else "token")
     fields.update(overrides)
     return ViTConfig(**fields)
 
@@ -202,7 +212,7 @@ def _build_weights() -> Dict[str, ModelEntry]:
         entries.append(ModelEntry(f"{arch}.orig_in21k_ft_in1k", cfg, _recipe_for(cfg, _timm_crop(cfg)),
                                   (Source(_GOOGLE_2020 + path, "vit_npz"),), top1, top5, _TIMM_CSV))
     for arch, path in _ORIG_IN21K:
-        cfg = arch_config(arch, num_classes=21843)
+        cfg = arch_config(arch).replace(num_classes=21843)
         cfg = cfg.replace(representation_size=cfg.embed_dim)
         entries.append(ModelEntry(f"{arch}.orig_in21k", cfg, _recipe_for(cfg, 0.9),
                                   (Source(_GOOGLE_2020 + path, "vit_npz"),),
@@ -217,7 +227,7 @@ def _build_weights() -> Dict[str, ModelEntry]:
                                   top1, top5, _DEIT_README))
     for arch, folder, knn, linear, head_type in _DINO_FILES:
         backbone = Source(f"{_DINO}{folder}_pretrain/{folder}_pretrain.pth", "dino_pth")
-        cfg = arch_config(arch, num_classes=0)
+        cfg = arch_config(arch).replace(num_classes=0)
         # Official DINO eval: Resize(256) + CenterCrop(224), bicubic, ImageNet mean/std.
         recipe = _recipe_for(cfg, 0.875, IMAGENET_MEAN, IMAGENET_STD)
         entries.append(ModelEntry(f"{arch}.dino", cfg, recipe, (backbone,), knn, None,
@@ -253,8 +263,9 @@ ALIASES = {
 def resolve(name: str) -> Tuple[str, Optional[ModelEntry]]:
     """Model name -> (architecture, weight entry or None).
 
-    Accepts a weight name (`arch.tag`), an alias, or a bare architecture (which picks its default weights when it
-    has any, so that its recipe is known).
+    A weight name (`arch.tag`) or an alias gives its entry; a bare architecture gives None (it means the
+    architecture with timm's defaults, not any weights; `default_entry(arch)` names the weights
+    `pretrained=True` would load). Unknown names raise KeyError with the closest registered names.
     """
     name = ALIASES.get(name, name)
     if name in WEIGHTS:
@@ -262,12 +273,33 @@ def resolve(name: str) -> Tuple[str, Optional[ModelEntry]]:
     if "." in name:
         arch, tag = name.split(".", 1)
         known = sorted(n for n in WEIGHTS if n.startswith(arch + "."))
-        hint = f"; tags for {arch}: {known}" if known else ""
+        hint = f"; tags for {arch}: {known}" if known else suggest(name)
         raise KeyError(f"unknown weights {name!r}{hint}")
     if name in ARCHITECTURES or _ARCH_NAME.match(name):
-        return name, WEIGHTS.get(DEFAULT_TAGS.get(name, ""))
-    close = [n for n in list_models() if n.startswith(name.split("_")[0])][:8]
-    raise KeyError(f"unknown model {name!r}; try vit_tf.list_models(). Similar: {close}")
+        return name, None
+    raise KeyError(f"unknown model {name!r}{suggest(name)}")
+
+
+def suggest(name: str) -> str:
+    """"; did you mean ..." with the closest registered names, or a pointer to `list_models`."""
+    close = difflib.get_close_matches(name, list_models() + list(ALIASES), n=3, cutoff=0.75)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "; see vit_tf.list_models() or `vit-tf models`"
+
+
+def default_entry(arch: str) -> Optional[ModelEntry]:
+    """The weights `create_model(arch, pretrained=True)` loads: the architecture's first registered tag."""
+    return WEIGHTS.get(DEFAULT_TAGS.get(arch, ""))
+
+
+def default_recipe(arch: str, config: Optional[ViTConfig] = None) -> Recipe:
+    """Eval recipe of an architecture without weights: its default weights' recipe (as timm attaches the default
+    tag's `pretrained_cfg` to an untrained model), else timm's generic one; input size from `config`."""
+    entry = default_entry(arch)
+    recipe = entry.recipe if entry is not None else Recipe()
+    size = tuple(config.img_size) if config is not None else recipe.input_size
+    return dataclasses.replace(recipe, input_size=size)
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> List[str]:
@@ -279,6 +311,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> List[str]:
 def get_entry(name: str) -> ModelEntry:
     """The weight entry of a name (alias, weight name or architecture with default weights)."""
     arch, entry = resolve(name)
+    entry = entry or default_entry(arch)
     if entry is None:
         raise KeyError(f"{name!r} is an architecture without registered weights")
     return entry

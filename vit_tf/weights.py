@@ -5,9 +5,11 @@ Every key is accounted for: a missing, unexpected, mis-shaped or non-finite weig
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import logging
 import os
-from typing import Callable, Dict, Iterable, Mapping, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -116,27 +118,57 @@ def resample_pos_embed(pos_embed: np.ndarray, new_grid: Tuple[int, int], num_pre
     return np.concatenate([prefix, grid], axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    """What loading a checkpoint did, in timm-layout keys.
+
+    Attributes:
+        loaded: keys assigned to the model.
+        ignored: keys dropped by an `ignore` pattern (from the checkpoint, or model weights left at their initial
+            values).
+        missing: model weights the checkpoint lacks, left at their initial values (only with `strict=False`).
+        unexpected: checkpoint keys the model has no place for, skipped (only with `strict=False`).
+    """
+
+    loaded: FrozenSet[str]
+    ignored: FrozenSet[str] = frozenset()
+    missing: FrozenSet[str] = frozenset()
+    unexpected: FrozenSet[str] = frozenset()
+
+
+def _matches(key: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
 def load_timm_state_dict(model, state_dict: Mapping[str, object], source: str = "state dict",
-                         ignore: Iterable[str] = (), old_grid: Optional[Tuple[int, int]] = None) -> Set[str]:
-    """Assign a timm-layout state dict to `model`; returns the set of keys consumed.
+                         ignore: Iterable[str] = (), old_grid: Optional[Tuple[int, int]] = None,
+                         strict: bool = True) -> LoadReport:
+    """Assign a timm-layout state dict to `model`.
 
     Args:
         model: a `VisionTransformer`.
         state_dict: key -> array or tensor, timm layout.
         source: what to call the checkpoint in error messages (usually its path).
-        ignore: keys that may be present and are deliberately not loaded.
+        ignore: keys or shell-style patterns (`"head.*"`) dropped on both sides: checkpoint keys that are not
+            loaded, and model weights that keep their initial values.
         old_grid: the checkpoint's position grid (gh, gw) when it is not square.
+        strict: with False, missing and unexpected keys are logged and listed in the report instead of raising.
+            Mis-shaped or non-finite weights raise either way.
+    Returns:
+        a `LoadReport`.
     Raises:
         CheckpointError listing missing, unexpected, mis-shaped or non-finite keys. Nothing is assigned then.
     """
-    targets = timm_weight_map(model)
-    ignore = set(ignore)
+    patterns = [ignore] if isinstance(ignore, str) else list(ignore)
+    all_targets = timm_weight_map(model)
+    targets = {k: v for k, v in all_targets.items() if not _matches(k, patterns)}
+    ignored = {k for k in set(all_targets) | set(state_dict) if _matches(k, patterns)}
     missing = sorted(set(targets) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(targets) - ignore)
+    unexpected = sorted(set(state_dict) - set(targets) - ignored)
     problems = []
-    if missing:
+    if strict and missing:
         problems.append(f"missing keys: {missing}")
-    if unexpected:
+    if strict and unexpected:
         problems.append(f"unexpected keys: {unexpected}")
     values = {}
     wrong_shape, non_finite = [], []
@@ -171,7 +203,14 @@ def load_timm_state_dict(model, state_dict: Mapping[str, object], source: str = 
                               f"({describe(model.config)}): " + " | ".join(problems))
     for key, value in values.items():
         targets[key][0].assign(value)
-    return set(values)
+    if ignored:
+        logger.warning("%s: ignored %s", source, sorted(ignored))
+    if missing:
+        logger.warning("%s: not in the checkpoint, left at their initial values: %s", source, missing)
+    if unexpected:
+        logger.warning("%s: not used by %s: %s", source, model.name, unexpected)
+    return LoadReport(frozenset(values), frozenset(ignored), frozenset(missing if not strict else ()),
+                      frozenset(unexpected if not strict else ()))
 
 
 def state_dict_shape(value) -> Tuple[int, ...]:

@@ -8,7 +8,6 @@ analysis functions run unchanged on all three.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Optional, Tuple
 
@@ -25,133 +24,83 @@ def _numpy_dict(d) -> Arrays:
     return {k: to_numpy(v) for k, v in d.items()}
 
 
-def _split_outputs(values: Arrays) -> Tuple[Arrays, Arrays]:
-    attention = {k: v for k, v in values.items() if k.startswith("transformer_block_") and k.endswith("_att")}
-    return {k: v for k, v in values.items() if k not in attention}, attention
-
-
 class KerasSource:
-    """A `VisionTransformer` (from `create_model`, `.keras` files or `vit-tf convert`)."""
+    """Our models: a `VisionTransformer` (from `create_model`, `.keras` files or `vit-tf convert`) or a
+    `vit_tf.SavedModel`.
 
-    def __init__(self, model):
+    Args:
+        model: the model.
+        return_attention: which blocks' maps to compute (True: all; a list of block indices: only those).
+    """
+
+    def __init__(self, model, return_attention=True):
         self.model = model
-        self.patch_size = int(model.config.patch_size)
-        self.num_prefix_tokens = int(model.config.num_prefix_tokens)
-        self.name = model.name
+        self.return_attention = return_attention
+        self.name = getattr(model, "weight_name", None) or model.name
+
+    @property
+    def patch_size(self) -> int:
+        config = getattr(self.model, "config", None)
+        return int(config.patch_size) if hasattr(config, "patch_size") else int(self.model.patch_size)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        config = getattr(self.model, "config", None)
+        return int(config.num_prefix_tokens) if hasattr(config, "num_prefix_tokens") \
+            else int(self.model.num_prefix_tokens)
+
+    @property
+    def recipe(self):
+        return getattr(self.model, "recipe", None)
 
     def __call__(self, images) -> Tuple[Arrays, Arrays]:
-        outputs, attention = self.model.forward_all(np.asarray(images, np.float32), training=False)
+        outputs, attention = self.model.forward_all(np.asarray(images, np.float32), training=False,
+                                                    return_attention=self.return_attention)
         return _numpy_dict(outputs), _numpy_dict(attention)
 
     def patch_kernel(self) -> np.ndarray:
         """(p, p, 3, D)."""
-        return to_numpy(self.model.get_layer("patch_embed").proj.kernel)
+        if hasattr(self.model, "patch_kernel"):
+            return self.model.patch_kernel()
+        return to_numpy(self.model.get_layer("patch_embed").proj.kernel, np.float32)
 
     def position_embedding(self) -> np.ndarray:
         """(1, T, D) for the model's `img_size` grid."""
-        return to_numpy(self.model.pos_embed)
+        if hasattr(self.model, "position_embedding"):
+            return self.model.position_embedding()
+        return to_numpy(self.model.pos_embed, np.float32)
 
     @property
     def grid_size(self) -> Tuple[int, int]:
         """Grid of the position embedding."""
-        return tuple(self.model.config.grid_size)
+        config = getattr(self.model, "config", None)
+        if hasattr(config, "grid_size"):
+            return tuple(config.grid_size)
+        n = self.position_embedding().shape[1] - self.num_prefix_tokens
+        side = int(round(n ** 0.5))
+        return (side, side)
 
 
-def _find_saved_model(path: str) -> str:
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    if os.path.isdir(path):
-        found = sorted(os.path.join(path, d) for d in os.listdir(path)
-                       if os.path.isfile(os.path.join(path, d, "saved_model.pb")))
-        if len(found) == 1:
-            return found[0]
-    raise FileNotFoundError(f"no SavedModel (saved_model.pb) in {path} or one level below it")
-
-
-def _read_config(*dirs: str) -> dict:
-    for d in dirs:
-        f = os.path.join(d, "config.json")
-        if os.path.isfile(f):
-            with open(f, encoding="utf-8") as fh:
-                cfg = json.load(fh)
-            return cfg.get("config", cfg) if isinstance(cfg, dict) else {}
-    return {}
-
-
-class SavedModelSource:
-    """A SavedModel with the `serving_default(images=...)` signature of `vit_tf.export_saved_model`.
+class SavedModelSource(KerasSource):
+    """A SavedModel (written by `vit_tf.export_saved_model` / `vit-tf convert`, or the keras.io example's), opened
+    with `vit_tf.SavedModel`.
 
     Args:
-        path: the SavedModel directory, or a directory holding exactly one SavedModel (as `vit-tf convert` writes).
-        patch_size, num_prefix_tokens: read from a `config.json` beside the SavedModel when not given; otherwise
-            inferred on the first call (2 prefix tokens when the signature returns "dist_logits", and the patch
-            size from the token count and the image size).
+        path: the SavedModel directory, or a directory holding one (as `vit-tf convert` writes).
+        patch_size, num_prefix_tokens: see `vit_tf.SavedModel`.
     """
 
-    def __init__(self, path, patch_size: Optional[int] = None, num_prefix_tokens: Optional[int] = None):
-        import tensorflow as tf
+    def __init__(self, path, patch_size: Optional[int] = None, num_prefix_tokens: Optional[int] = None,
+                 return_attention=True):
+        from pathlib import Path
+
+        from ..saved import SavedModel, find_saved_model
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"SavedModel not found: {path}")
-        self.path = _find_saved_model(path)
-        self.loaded = tf.saved_model.load(self.path)
-        if "serving_default" not in self.loaded.signatures:
-            raise ValueError(f"{self.path} has no serving_default signature")
-        self._serve = self.loaded.signatures["serving_default"]
-        cfg = _read_config(self.path, os.path.dirname(self.path.rstrip(os.sep)))
-        if patch_size is None and "patch_size" in cfg:
-            patch_size = int(cfg["patch_size"])
-        if num_prefix_tokens is None and "head_type" in cfg:
-            num_prefix_tokens = 2 if cfg["head_type"] == "distilled" else 1
-        self._patch_size, self._num_prefix_tokens = patch_size, num_prefix_tokens
-        self.name = cfg.get("name", os.path.basename(os.path.normpath(path)))
-
-    def __call__(self, images) -> Tuple[Arrays, Arrays]:
-        import tensorflow as tf
-
-        images = np.asarray(images, np.float32)
-        outputs, attention = _split_outputs(_numpy_dict(self._serve(images=tf.constant(images))))
-        if self._num_prefix_tokens is None:
-            self._num_prefix_tokens = 2 if "dist_logits" in outputs else 1
-        if self._patch_size is None:
-            t = next(iter(attention.values())).shape[-1]
-            h, w = images.shape[1:3]
-            p = int(round((h * w / (t - self._num_prefix_tokens)) ** 0.5))
-            if p * p * (t - self._num_prefix_tokens) != h * w:
-                raise ValueError(f"cannot infer the patch size of {self.path} from {t} tokens at {h}x{w}; "
-                                 f"pass patch_size=")
-            self._patch_size = p
-        return outputs, attention
-
-    def _need(self, value, what):
-        if value is None:
-            raise ValueError(f"{what} of {self.path} is not known yet: pass it, or call the source once")
-        return value
-
-    @property
-    def patch_size(self) -> int:
-        return self._need(self._patch_size, "patch_size")
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        return self._need(self._num_prefix_tokens, "num_prefix_tokens")
-
-    def _variable(self, *names):
-        obj = self.loaded.model
-        for name in names[:-1]:
-            obj = getattr(obj, name)
-        # Restored Keras layers keep their variables under the private attribute names.
-        last = names[-1]
-        return to_numpy(getattr(obj, last, None) if hasattr(obj, last) else getattr(obj, "_" + last))
-
-    def patch_kernel(self) -> np.ndarray:
-        """(p, p, 3, D)."""
-        return self._variable("patch_embed", "proj", "kernel")
-
-    def position_embedding(self) -> np.ndarray:
-        """(1, T, D)."""
-        return self._variable("pos_embed")
+        super().__init__(SavedModel(find_saved_model(Path(path)), patch_size, num_prefix_tokens), return_attention)
+        self.path = self.model.path
 
 
 class TimmSource:
@@ -224,15 +173,14 @@ def attention_source(obj, **kwargs):
     """
     if isinstance(obj, (KerasSource, TimmSource, SavedModelSource)):
         return obj
-    if hasattr(obj, "forward_all") and hasattr(obj, "config"):
+    if hasattr(obj, "forward_all"):  # VisionTransformer, vit_tf.SavedModel
         return KerasSource(obj)
     if isinstance(obj, (str, os.PathLike)):
-        path = os.fspath(obj)
-        keras_file = os.path.join(path, "model.keras")
-        if os.path.isfile(keras_file) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            import keras
+        from ..saved import is_converted_dir, load_converted
 
-            return KerasSource(keras.saving.load_model(keras_file, compile=False))
+        path = os.fspath(obj)
+        if is_converted_dir(path) and os.path.isfile(os.path.join(path, "model.keras")):
+            return KerasSource(load_converted(path))
         return SavedModelSource(path, **kwargs)
     if type(obj).__module__.startswith("timm") or hasattr(obj, "patch_embed") and hasattr(obj, "blocks"):
         return TimmSource(obj)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Tuple
 
@@ -17,38 +16,23 @@ def add_model_arguments(parser, required: bool = True, multiple: bool = False):
                              "without it the official weights are downloaded on first use")
 
 
-def is_converted_dir(path: str) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
-
-
 def load_model(model: str, checkpoint: Optional[str] = None) -> Tuple[object, Recipe, dict]:
-    """`--model` / `--checkpoint` -> (VisionTransformer, eval recipe, info dict with "name" and "source").
+    """`--model` / `--checkpoint` -> (VisionTransformer, its `recipe`, info dict with "name" and "source").
 
-    A converted directory loads `DIR/model.keras` and the recipe in `DIR/config.json`.
+    A converted directory is opened by `vit_tf.saved.load_converted`; a registry name gets its weights from
+    `--checkpoint` or the official download.
     """
     from ..factory import create_model
+    from ..saved import is_converted_dir, load_converted
 
     if is_converted_dir(model):
-        import keras
-        with open(os.path.join(model, "config.json"), encoding="utf-8") as f:
-            cfg = json.load(f)
-        keras_path = os.path.join(model, "model.keras")
-        if not os.path.isfile(keras_path):
-            raise FileNotFoundError(f"{model} has config.json but no model.keras; run `vit-tf convert` again")
-        net = keras.saving.load_model(keras_path, compile=False)
-        pre = cfg["preprocessing"]
-        recipe = Recipe(input_size=tuple(pre["input_size"]), crop_pct=pre["crop_pct"],
-                        interpolation=pre["interpolation"], mean=tuple(pre["mean"]), std=tuple(pre["std"]))
-        net.entry = None
-        return net, recipe, {"name": cfg.get("name", os.path.basename(model.rstrip("/"))), "source": model}
-    if os.path.exists(model) and not is_converted_dir(model):
+        net = load_converted(model)
+        return net, net.recipe, {"name": net.weight_name or os.path.basename(model.rstrip("/")), "source": model}
+    if os.path.exists(model):
         raise ValueError(f"--model {model}: a directory passed as a model must be written by `vit-tf convert` "
                          f"(config.json missing)")
     net = create_model(model, pretrained=checkpoint is None, checkpoint_path=checkpoint)
-    if net.entry is None:
-        raise ValueError(f"--model {model}: no eval recipe is registered for it; use a weight name such as "
-                         f"{model}.<tag> (see vit_tf.list_models('{model}.*'))")
-    return net, net.entry.recipe, {"name": net.entry.name, "source": checkpoint or "official weights"}
+    return net, net.recipe, {"name": net.weight_name or net.name, "source": checkpoint or "official weights"}
 
 
 def add_analysis_arguments(parser, out_help: str, multiple: bool = False):
@@ -66,16 +50,16 @@ def load_for_analysis(model: str, checkpoint=None, random_weights: bool = False)
     Without a checkpoint the official weights are downloaded; when that fails (offline) the error says how to pass
     local weights instead.
     """
+    from ..saved import is_converted_dir
+
     if random_weights:
         from ..factory import create_model
-        from ..registry import Recipe
 
         if checkpoint is not None or is_converted_dir(model):
             raise ValueError("--random-weights builds a registry architecture; it takes neither --checkpoint nor "
                              "a converted directory")
         net = create_model(model, pretrained=False)
-        recipe = net.entry.recipe if net.entry is not None else Recipe(input_size=net.config.img_size)
-        return net, recipe, {"name": net.name, "source": "random weights (smoke test, no learned structure)"}
+        return net, net.recipe, {"name": net.weight_name or net.name, "source": "random weights (smoke test, no learned structure)"}
     if checkpoint is not None or is_converted_dir(model):
         return load_model(model, checkpoint)
     try:

@@ -12,14 +12,11 @@ files out), `VIT_TF_OFFLINE=1` (never touch the network).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import uuid
 import urllib.error
 import urllib.parse
@@ -27,6 +24,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Optional
+
+from .files import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -81,34 +80,6 @@ def resolve_url(url: str) -> str:
         return url
     parts = urllib.parse.urlsplit(url)
     return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
-
-
-@contextlib.contextmanager
-def atomic_directory(target, replace: bool = False):
-    """Yield a temporary directory beside `target` that becomes `target` when the block completes (replacing an
-    existing one only with `replace`); on any error it is removed, so `target` is never left half-written."""
-    target = os.path.abspath(os.fspath(target))
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
-        yield tmp
-        if os.path.exists(target):
-            if not replace:
-                raise FileExistsError(f"{target} appeared while it was being written")
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def expected_digest(source) -> Optional[str]:

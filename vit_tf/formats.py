@@ -17,6 +17,7 @@ that names it. `.pth` files are read with `torch.load(weights_only=True)` only.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from vit_tf.weights import CheckpointError, load_timm_state_dict, read_state_dict, to_numpy, torch_load
+from .weights import CheckpointError, LoadReport, load_timm_state_dict, read_state_dict, to_numpy, torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -335,17 +336,21 @@ def merge(checkpoints: Sequence[Checkpoint]) -> Tuple[Dict[str, np.ndarray], Dic
     return state_dict, origin
 
 
-def load_checkpoints(model, checkpoints: Sequence[Checkpoint]) -> set:
-    """Assign the checkpoints to `model`, accounting for every key; returns the consumed timm keys."""
+def load_checkpoints(model, checkpoints: Sequence[Checkpoint], strict: bool = True,
+                     ignore: Iterable[str] = ()) -> LoadReport:
+    """Assign the checkpoints to `model`, accounting for every key (see `load_timm_state_dict` for `strict` and
+    `ignore`)."""
     state_dict, origin = merge(checkpoints)
     source = " + ".join(c.path for c in checkpoints)
-    if "pre_logits.fc.weight" in state_dict and getattr(model, "pre_logits", None) is None:
+    patterns = [ignore] if isinstance(ignore, str) else list(ignore)
+    if "pre_logits.fc.weight" in state_dict and getattr(model, "pre_logits", None) is None \
+            and not any(fnmatch.fnmatchcase("pre_logits.fc.weight", p) for p in patterns) and strict:
         raise CheckpointError(
             f"{source} carries a tanh 'pre_logits' representation layer (the 2020 ImageNet-21k release) but the "
             f"model has none; build it with representation_size={state_dict['pre_logits.fc.weight'].shape[0]} "
             f"(e.g. the registry's '*.orig_in21k' names). Dropping the layer would change the outputs.")
     try:
-        return load_timm_state_dict(model, state_dict, source=source)
+        return load_timm_state_dict(model, state_dict, source=source, strict=strict, ignore=patterns)
     except CheckpointError as e:
         mentioned = [k for k in sorted(origin) if k in str(e)]
         if not mentioned:
