@@ -13,7 +13,7 @@ setup(
     package_data={"vit_tf": ["data/*"]},
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.0",
+        "keras>=3.6",  # keras.ops.dot_product_attention (3.6), compute_loss(training=) (3.4)
         "numpy",
         "pillow",
         "safetensors",
@@ -27,7 +27,9 @@ setup(
         "torch": ["torch"],
         "legacy": ["gdown", "tensorflow-hub"],
         "tfds": ["tensorflow-datasets"],
-        "test": ["pytest", "timm", "torch", "nbclient", "nbformat", "ipykernel"],
+        # timm's private `_load_weights` is the reference for Google's .npz layout: pinned to the tested minor.
+        "test": ["pytest", "hypothesis", "timm>=1.0.31,<1.1", "torch", "torchvision", "nbclient", "nbformat",
+                 "ipykernel"],
     },
     entry_points={"console_scripts": ["vit-tf=vit_tf.cli:main"]},
 )

@@ -1,9 +1,16 @@
+import importlib.util
 import os
+
+import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU-only numbers: parity tolerances are float32 CPU
+
+# The reference stack the parity proofs run against (the test extra). Locally a missing one skips those proofs with
+# their own message; in CI (CI=true) it fails the run, so a broken install can never pass as green.
+REFERENCE_STACK = ("torch", "torchvision", "timm")
 
 try:
     # TensorFlow and triton (loaded by torchvision through torch._dynamo) both carry LLVM; loading triton after
@@ -11,5 +18,16 @@ try:
     # first does not. So the reference stack is imported before anything imports TensorFlow.
     import torch  # noqa: F401
     import torchvision  # noqa: F401
-except ImportError:  # the test extra is missing: parity tests are skipped with their own message
+except ImportError:
     pass
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_sessionstart(session):
+    missing = [m for m in REFERENCE_STACK if importlib.util.find_spec(m) is None]
+    if missing and in_ci():
+        raise pytest.UsageError(f"CI needs the test extra, but {missing} cannot be imported: "
+                                f"pip install -e '.[test]' (the timm parity proofs must run, not skip)")

@@ -101,3 +101,44 @@ def test_dino_linear_heads_follow_eval_linear(name, n_last):
         expected = torch.nn.functional.linear(out, torch.from_numpy(linear_w), torch.from_numpy(linear_b))
     logits, _ = ours(images)
     assert max_abs(logits, expected.numpy()) <= LOGITS_TOL
+
+
+@pytest.mark.parametrize("timm_name", ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])
+def test_head_mask_matches_timm_with_heads_scaled_by_hooks(timm_name):
+    """`head_mask` against timm whose attention probabilities are multiplied by the same mask in forward hooks on
+    each block's `attn_drop` (the identity in eval mode, applied right before the maps mix the values)."""
+    reference, state_dict = timm_reference(timm_name, **SMALL)
+    ours = vit_tf.create_model(timm_name, **SMALL)
+    vit_tf.load_timm_state_dict(ours, state_dict)
+    mask = np.ones((ours.config.depth, ours.config.num_heads), np.float32)
+    mask[0, 1], mask[1, 0], mask[2, 2], mask[2, 0] = 0.0, 0.0, 0.0, 0.5
+    handles = [block.attn.attn_drop.register_forward_hook(
+        lambda module, args, out, m=torch.from_numpy(mask[i]): out * m.view(1, -1, 1, 1))
+        for i, block in enumerate(reference.blocks)]
+    images = random_images(2, 64, 64)
+    try:
+        ref_logits, ref_attention = timm_forward(reference, images)  # its extraction hooks run after ours
+    finally:
+        for handle in handles:
+            handle.remove()
+    unmasked_logits, _ = timm_forward(reference, images)
+    assert max_abs(ref_logits, unmasked_logits) > 1e-3  # the mask matters
+    logits, attention = ours(images, head_mask=mask)
+    assert max_abs(logits, ref_logits) <= LOGITS_TOL
+    for i, ref in enumerate(ref_attention):
+        assert max_abs(attention[f"transformer_block_{i}_att"], ref) <= ATTN_TOL, f"block {i}"
+    fused, none = ours(images, head_mask=mask, return_attention=False)  # the fused path masks head outputs
+    assert none == {} and max_abs(fused, ref_logits) <= LOGITS_TOL
+
+
+def test_fused_path_and_selected_blocks_match_timm():
+    reference, state_dict = timm_reference("vit_small_patch16_224", **SMALL)
+    ours = vit_tf.create_model("vit_small_patch16_224", **SMALL)
+    vit_tf.load_timm_state_dict(ours, state_dict)
+    images = random_images(2, 32, 96)
+    ref_logits, ref_attention = timm_forward(reference, images)
+    logits, none = ours(images, return_attention=False)
+    assert none == {} and max_abs(logits, ref_logits) <= LOGITS_TOL
+    logits, some = ours(images, return_attention=[1])
+    assert list(some) == ["transformer_block_1_att"] and max_abs(logits, ref_logits) <= LOGITS_TOL
+    assert max_abs(some["transformer_block_1_att"], ref_attention[1]) <= ATTN_TOL

@@ -204,7 +204,7 @@ def load_timm_state_dict(model, state_dict: Mapping[str, object], source: str = 
     for key, value in values.items():
         targets[key][0].assign(value)
     if ignored:
-        logger.warning("%s: ignored %s", source, sorted(ignored))
+        logger.info("%s: ignored %s", source, sorted(ignored))
     if missing:
         logger.warning("%s: not in the checkpoint, left at their initial values: %s", source, missing)
     if unexpected:
