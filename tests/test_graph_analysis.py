@@ -79,6 +79,21 @@ def test_graph_on_a_saved_model_and_under_xla(distilled, tmp_path):
     np.testing.assert_allclose(xla["rollout"], got["rollout"], atol=1e-5)
 
 
+def test_dataset_mean_distance_streams_like_the_numpy_path(distilled):
+    import tensorflow as tf
+
+    from vit_tf.analysis.graph import dataset_mean_distance
+
+    images = random_images(5, 32, 32, seed=9)
+    seen = []
+    stats = dataset_mean_distance(distilled, tf.data.Dataset.from_tensor_slices(images).batch(2),
+                                  on_batch=seen.append)
+    reference = A.accumulate_mean_distance(A.KerasSource(distilled), [images[:2], images[2:4], images[4:]])
+    assert stats.count == 5 and seen == [2, 2, 1]
+    np.testing.assert_allclose(stats.mean, reference.mean, rtol=1e-5)
+    np.testing.assert_allclose(stats.std, reference.std, rtol=1e-4, atol=1e-5)
+
+
 MIRRORED = textwrap.dedent("""
     import sys
     import numpy as np
@@ -104,6 +119,14 @@ MIRRORED = textwrap.dedent("""
         assert got.shape == single[key].shape, (key, got.shape)
         err = float(np.max(np.abs(got - single[key])))
         assert err < 1e-5, (key, err)
+    # Evaluation: the same top-1 / top-5 counts over 7 labelled images, batches split over both replicas.
+    from vit_tf.evaluation import evaluate
+    labels = np.array([0, 1, 2, 3, 0, 1, 2], np.int32)
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(3)
+    one = evaluate(model, data, 7, progress=False)
+    two = evaluate(model, data, 7, progress=False, strategy=strategy)
+    assert two["replicas"] == 2 and two["images"] == one["images"] == 7, two
+    assert (two["top1"], two["top5"]) == (one["top1"], one["top5"]), (one, two)
     print("MIRRORED-OK", strategy.num_replicas_in_sync)
 """)
 

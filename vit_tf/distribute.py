@@ -65,15 +65,11 @@ def distribute_batches(strategy, dataset):
 
 
 def replicate_model(model, strategy):
-    """`model` rebuilt under `strategy.scope()` with the same weights (mirrored variables), or `model` itself."""
+    """`model` rebuilt under `strategy.scope()` with the same weights (mirrored variables), or `model` itself (no
+    strategy, or a SavedModel, whose variables are read where they live)."""
     if strategy is None:
         return model
+    from .factory import rebuild
     from .model import VisionTransformer
 
-    if not isinstance(model, VisionTransformer):
-        return model
-    with strategy.scope():
-        copy = VisionTransformer.from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    copy.weight_name = model.weight_name
-    return copy
+    return rebuild(model, strategy=strategy) if isinstance(model, VisionTransformer) else model

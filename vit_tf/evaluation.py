@@ -224,38 +224,63 @@ def tfds_dataset(data_dir: Optional[str], recipe: Recipe, batch_size: int):
 
 
 # -- evaluation -------------------------------------------------------------------------------------------------------
-def evaluate(model, dataset, total: int, progress: bool = True) -> dict:
-    """Top-1 / top-5 (percent) of `model` (callable returning (logits, attention)) over a batched dataset."""
+def evaluate(model, dataset, total: int, progress: bool = True, strategy=None) -> dict:
+    """Top-1 / top-5 (percent) of `model` over a batched dataset of (images, labels).
+
+    Args:
+        model: callable `images -> (logits, attention)` taking `return_attention=False` (a `VisionTransformer`, a
+            `vit_tf.SavedModel`); no attention map is computed.
+        dataset: batched `tf.data.Dataset` of ((B, H, W, 3) float32, (B,) int32).
+        total: number of images (for the progress bar).
+        strategy: a `tf.distribute.Strategy` (see `vit_tf.distribute`): batches are split over its replicas and
+            the per-image hits gathered, so the counts are those of a single-device run.
+    """
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    from .distribute import distribute_batches, is_chief, replicate_model
+
+    model = replicate_model(model, strategy)
+
     @tf.function(reduce_retracing=True)
-    def predict(images):
-        logits, _ = model(images, training=False)
-        return tf.math.top_k(logits, k=tf.minimum(5, tf.shape(logits)[-1])).indices, tf.shape(logits)[-1]
+    def step(images, labels):
+        logits, _ = model(images, training=False, return_attention=False)
+        top5 = tf.math.top_k(logits, k=tf.minimum(5, tf.shape(logits)[-1])).indices
+        labels = tf.cast(labels, top5.dtype)
+        hit1 = tf.cast(top5[:, 0] == labels, tf.int32)
+        hit5 = tf.cast(tf.reduce_any(top5 == labels[:, None], axis=1), tf.int32)
+        classes = tf.fill(tf.shape(labels), tf.shape(logits)[-1])
+        return hit1, hit5, labels, classes
 
     correct1 = correct5 = seen = 0
     start = time.perf_counter()
-    with tqdm(total=total, unit="img", desc="eval", disable=not progress) as bar:
-        for images, labels in dataset:
-            top5, classes = predict(images)
-            top5, labels = top5.numpy(), labels.numpy()
-            if labels.size and labels.max() >= int(classes):
-                raise ValueError(f"the model has {int(classes)} classes but a label is {labels.max()}")
-            correct1 += int(np.sum(top5[:, 0] == labels))
-            correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=1)))
+    with tqdm(total=total, unit="img", desc="eval", disable=not progress or not is_chief(strategy)) as bar:
+        for images, labels in distribute_batches(strategy, dataset):
+            if strategy is None:
+                results = step(images, labels)
+            else:
+                per_replica = strategy.run(step, args=(images, labels))
+                results = [strategy.gather(v, axis=0) for v in per_replica]
+            hit1, hit5, labels, classes = (np.asarray(v) for v in results)
+            if labels.size and labels.max() >= int(classes.max()):
+                raise ValueError(f"the model has {int(classes.max())} classes but a label is {labels.max()}")
+            correct1 += int(hit1.sum())
+            correct5 += int(hit5.sum())
             seen += len(labels)
             bar.update(len(labels))
     seconds = time.perf_counter() - start
     if not seen:
         raise ValueError("no images were evaluated")
-    return {"images": seen, "top1": 100.0 * correct1 / seen, "top5": 100.0 * correct5 / seen,
-            "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 2) if seconds else None}
+    result = {"images": seen, "top1": 100.0 * correct1 / seen, "top5": 100.0 * correct5 / seen,
+              "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 2) if seconds else None}
+    if strategy is not None:
+        result["replicas"] = int(strategy.num_replicas_in_sync)
+    return result
 
 
 def evaluate_imagenet(model, recipe: Recipe, data: str, batch_size: int = 64, labels: Optional[str] = None,
                       label_format: str = "auto", meta: Optional[str] = None, limit: Optional[int] = None,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, strategy=None) -> dict:
     """Evaluate on ImageNet-1k validation data in any supported layout; returns the result dict (percentages).
 
     Args:
@@ -265,6 +290,7 @@ def evaluate_imagenet(model, recipe: Recipe, data: str, batch_size: int = 64, la
         batch_size: images per batch.
         labels, label_format, meta: flat layout label file, its format, and the devkit meta.mat.
         limit: evaluate only the first N images (a quick check; not comparable to published numbers).
+        strategy: a `tf.distribute.Strategy` to spread the batches over devices or hosts (see `evaluate`).
     """
     if data == "tfds" or data.startswith("tfds:"):
         dataset, total = tfds_dataset(data[5:] or None, recipe, batch_size)
@@ -276,6 +302,6 @@ def evaluate_imagenet(model, recipe: Recipe, data: str, batch_size: int = 64, la
         if limit:
             files, classes = files[:limit], classes[:limit]
         dataset, total = make_dataset(files, classes, recipe, batch_size), len(files)
-    result = evaluate(model, dataset, total, progress)
+    result = evaluate(model, dataset, total, progress, strategy)
     result.update(data=data, batch_size=batch_size, preprocessing=recipe.to_dict(), complete=not limit, **info)
     return result

@@ -110,3 +110,23 @@ def classifier_mismatch(model, state_dict: Mapping[str, object]) -> List[str]:
     # A head is replaced whole: a bias that happens to fit goes with its weight.
     layers = {k.rsplit(".", 1)[0] for k in dropped}
     return [k for k in sorted(state_dict) if k.rsplit(".", 1)[0] in layers]
+
+
+def rebuild(model, dtype=None, strategy=None):
+    """A copy of a `VisionTransformer` with the same weights, recipe and weight name, built with another dtype
+    policy (`"bfloat16"`, `"mixed_float16"`, ...) and/or under a `tf.distribute` strategy's scope (mirrored
+    variables). Returns `model` itself when neither is asked for."""
+    from .model import VisionTransformer
+
+    if (dtype is None or dtype == model.dtype_policy.name) and strategy is None:
+        return model
+    config = model.get_config()
+    if dtype is not None:
+        config["dtype"] = dtype
+    if strategy is not None:
+        with strategy.scope():
+            copy = VisionTransformer.from_config(config)
+    else:
+        copy = VisionTransformer.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy

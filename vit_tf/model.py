@@ -1,8 +1,9 @@
 """The Vision Transformer family as one Keras 3 model: ViT (Dosovitskiy et al. 2020), DeiT and distilled DeiT
-(Touvron et al. 2021) and DINO (Caron et al. 2021).
+(Touvron et al. 2021), DINO (Caron et al. 2021) and DINOv2 (Oquab et al. 2023), with register tokens (Darcet et al.
+2024, "Vision Transformers Need Registers").
 
-Official sources: google-research/vision_transformer, facebookresearch/deit, facebookresearch/dino; the layout of
-weights follows timm's `VisionTransformer` / `VisionTransformerDistilled`.
+Official sources: google-research/vision_transformer, facebookresearch/deit, facebookresearch/dino,
+facebookresearch/dinov2; the layout of weights follows timm's `VisionTransformer` / `VisionTransformerDistilled`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def attention_key(i: int) -> str:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VisionTransformer(keras.Model):
-    """ViT / DeiT / DeiT-distilled / DINO, returning attention maps on every call.
+    """ViT / DeiT / DeiT-distilled / DINO / DINOv2 (with or without registers), returning attention maps on every
+    call.
 
     Args:
         config: a `ViTConfig` (or its dict), or its fields as keyword arguments (`img_size`, `patch_size`, ...).
@@ -42,7 +44,9 @@ class VisionTransformer(keras.Model):
 
     Call: `model(images, training=False, return_attention=None, head_mask=None)` with images (B, H, W, 3), already
     preprocessed; H and W must be multiples of the patch size (other sizes than `img_size` resample the position
-    embeddings like timm's `resample_abs_pos_embed`). `return_attention` None uses the constructor's default; a list
+    embeddings as `config.pos_embed_interpolation` says: timm's `resample_abs_pos_embed` by default, the official
+    DINOv2 or Hugging Face interpolation where the weights' reference uses it). `return_attention` None uses the
+    constructor's default; a list
     of block indices (negative ones count from the end) returns only those maps, and blocks whose maps are not
     requested run a fused attention op. `head_mask` (depth, heads) multiplies each head's attention probabilities
     before they mix the values (0 removes a head); the returned maps are the probabilities times the mask.
@@ -50,7 +54,8 @@ class VisionTransformer(keras.Model):
         outputs: float32 logits (B, num_classes); for a model with `num_classes == 0` the final-norm class-token
             features (B, embed_dim). A distilled DeiT gives the mean of its two heads' logits.
         attention_scores: {"transformer_block_{i}_att": (B, heads, T, T)} for each requested block i, float32
-            softmax probabilities before dropout; T = prefix tokens (class, then distillation) + H/p * W/p patches.
+            softmax probabilities before dropout; T = prefix tokens (class, then distillation or registers) +
+            H/p * W/p patches.
 
     Example:
         >>> import numpy as np, vit_tf
@@ -87,7 +92,8 @@ class VisionTransformer(keras.Model):
         self.blocks = [
             TransformerBlock(c.embed_dim, c.num_heads, c.mlp_dim, c.qkv_bias, c.layer_norm_eps, drop=drop_rate,
                              attn_drop=attn_drop_rate, drop_path=drop_path_rate * i / max(c.depth - 1, 1),
-                             name=f"transformer_block_{i}", dtype=policy)
+                             init_values=c.init_values, mlp_type=c.mlp_type, name=f"transformer_block_{i}",
+                             dtype=policy)
             for i in range(c.depth)
         ]
         self.norm = keras.layers.LayerNormalization(epsilon=c.layer_norm_eps, name="norm", dtype=policy)
@@ -108,8 +114,10 @@ class VisionTransformer(keras.Model):
         self.cls_token = self.add_weight(shape=(1, 1, d), initializer=init, name="cls_token")
         self.dist_token = (self.add_weight(shape=(1, 1, d), initializer=init, name="dist_token")
                            if c.head_type == "distilled" else None)
+        self.reg_token = (self.add_weight(shape=(1, c.num_register_tokens, d), initializer=init, name="reg_token")
+                          if c.num_register_tokens else None)
         gh, gw = c.grid_size
-        self.pos_embed = self.add_weight(shape=(1, c.num_prefix_tokens + gh * gw, d), initializer=init,
+        self.pos_embed = self.add_weight(shape=(1, c.num_pos_prefix_tokens + gh * gw, d), initializer=init,
                                          name="pos_embed")
         for block in self.blocks:
             block.build((None, None, d))
@@ -125,7 +133,8 @@ class VisionTransformer(keras.Model):
 
     @property
     def head_input_dim(self) -> int:
-        factor = {"dino_last4": 4, "dino_avgpool": 2}.get(self.config.head_type, 1)
+        factor = {"dino_last4": 4, "dino_avgpool": 2, "dinov2_linear": 2, "dinov2_linear4": 5}.get(
+            self.config.head_type, 1)
         return factor * self.config.embed_dim
 
     @property
@@ -174,7 +183,9 @@ class VisionTransformer(keras.Model):
                 raise ValueError(f"image size {tuple(static_hw)} is not a multiple of the patch size {p}; "
                                  f"resize or crop to a multiple of {p}")
         x = self.patch_embed(images)  # (B, gh, gw, D)
-        gh, gw = tf.shape(x)[1], tf.shape(x)[2]
+        # The grid from the image size, not from x: on an empty batch (a replica's share of a short last batch
+        # under tf.distribute) the CPU convolution reports unstrided spatial sizes.
+        gh, gw = tf.shape(images)[1] // p, tf.shape(images)[2] // p
         deps = []
         if None in static_hw:  # traced with a dynamic size: check when it runs
             hw = tf.shape(images)[1:3]
@@ -182,19 +193,31 @@ class VisionTransformer(keras.Model):
                                                                      f"of the patch size {p}"))
         with tf.control_dependencies(deps):
             x = tf.reshape(x, (tf.shape(x)[0], gh * gw, c.embed_dim))
-        n_prefix = c.num_prefix_tokens
+        n_pos_prefix = c.num_pos_prefix_tokens
         # Position embeddings are read in float32 (inside a Keras call they are autocast to the compute dtype) and
         # resampled in float32 before joining the tokens' dtype.
         pos_embed = tf.cast(self.pos_embed, tf.float32)
-        grid = tf.reshape(pos_embed[:, n_prefix:], (1, *c.grid_size, c.embed_dim))
+        grid = tf.reshape(pos_embed[:, n_pos_prefix:], (1, *c.grid_size, c.embed_dim))
         if tuple(x_ // p if x_ is not None else None for x_ in static_hw) != c.grid_size:
-            grid = resample_grid(grid, (gh, gw))
+            grid = resample_grid(grid, (gh, gw), c.pos_embed_interpolation)
         x = x + tf.cast(tf.reshape(grid, (1, -1, c.embed_dim)), x.dtype)
         b = tf.shape(x)[0]
-        prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
-        prefix = [tf.tile(tf.cast(tf.cast(t, tf.float32) + pos_embed[:, i:i + 1], x.dtype), (b, 1, 1))
-                  for i, t in enumerate(prefix)]
-        return self.pos_drop(tf.concat(prefix + [x], axis=1), training=training)
+        # Prefix tokens in timm's order: class, then distillation or registers. Without `no_embed_class` each has its
+        # own row of pos_embed; with it they have none (DINOv2-reg: the class position is folded into cls_token).
+        prefix = [self.cls_token] + [t for t in (self.dist_token, self.reg_token) if t is not None]
+        prefix = tf.concat([tf.cast(t, tf.float32) for t in prefix], axis=1)  # (1, P, D)
+        if n_pos_prefix:
+            prefix = prefix + pos_embed[:, :n_pos_prefix]
+        prefix = tf.tile(tf.cast(prefix, x.dtype), (b, 1, 1))
+        return self.pos_drop(tf.concat([prefix, x], axis=1), training=training)
+
+    def position_embedding(self) -> np.ndarray:
+        """(1, P + gh * gw, D) float32: the position embedding each token receives at `img_size`, prefix tokens
+        first. Prefix tokens of a `no_embed_class` model receive none (zero rows), so that analysis code can drop
+        `num_prefix_tokens` rows for every family."""
+        pos = np.asarray(tf.cast(self.pos_embed, tf.float32))
+        missing = self.config.num_prefix_tokens - self.config.num_pos_prefix_tokens
+        return np.concatenate([np.zeros((1, missing, pos.shape[-1]), np.float32), pos], axis=1)
 
     def forward_features(self, images, training=False, return_hidden=False, return_attention=None, head_mask=None):
         """Tokens after the final norm, (B, T, D) in the compute dtype, and the attention dict; with
@@ -233,6 +256,10 @@ class VisionTransformer(keras.Model):
         elif c.head_type == "dino_avgpool":
             cls, avg = tokens[:, 0], tf.reduce_mean(tokens[:, 1:], axis=1)
             head_in = tf.reshape(tf.stack([cls, avg], axis=-1), (-1, 2 * c.embed_dim))  # channel-interleaved
+        elif c.head_type in ("dinov2_linear", "dinov2_linear4"):
+            # dinov2.hub.classifiers: class token(s), then the mean of the patch tokens (registers excluded).
+            classes = [tokens[:, 0]] if c.head_type == "dinov2_linear" else [self.norm(h[:, 0]) for h in hidden[-4:]]
+            head_in = tf.concat(classes + [tf.reduce_mean(tokens[:, c.num_prefix_tokens:], axis=1)], axis=-1)
         else:
             head_in = tokens[:, 0]
         if self.pre_logits is not None:

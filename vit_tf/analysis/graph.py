@@ -183,3 +183,36 @@ def _rollout_matrix(blocks, head_fusion: str, discard_ratio: float, keep: int):
         joint = joint / tf.reduce_sum(joint, axis=-1, keepdims=True)
         result = joint if result is None else tf.matmul(joint, result)
     return result
+
+
+def dataset_mean_distance(model, batches, *, renormalize: bool = False, strategy=None, jit_compile: bool = False,
+                          on_batch=None, stats=None):
+    """Mean attention distance over a dataset, streamed: per batch, the forward pass and the reduction run in one
+    `tf.function` and only (B, blocks, heads) leaves the device; float64 running moments on the host.
+
+    Args:
+        model: a `VisionTransformer` or `vit_tf.SavedModel`.
+        batches: an iterable of (B, H, W, 3) float32 arrays, or a batched `tf.data.Dataset` of images (with a
+            strategy it is distributed over the replicas; every worker of a multi-worker run gets the global result).
+        renormalize: see `mean_attention_distance`.
+        strategy: a `tf.distribute.Strategy` or None.
+        jit_compile: compile with XLA.
+        on_batch: called with the number of images of each batch (progress bars).
+        stats: a `RunningMoments` to add to (a new one by default).
+    Returns:
+        `RunningMoments` over images of (blocks, heads) distances in pixels.
+    """
+    from ..distribute import distribute_batches, replicate_model
+    from .distance import RunningMoments
+
+    stats = RunningMoments() if stats is None else stats
+    graph = GraphAnalysis(replicate_model(model, strategy), renormalize=renormalize, outputs=False,
+                          jit_compile=jit_compile, strategy=strategy)
+    if strategy is not None:
+        batches = distribute_batches(strategy, batches)
+    for batch in batches:
+        distances = graph(batch)["mean_distance"]
+        stats.update(distances)
+        if on_batch is not None:
+            on_batch(len(distances))
+    return stats
