@@ -184,9 +184,11 @@ def _preprocess_bytes(data: bytes, recipe: Recipe) -> np.ndarray:
     return preprocess(Image.open(io.BytesIO(data)), recipe)[0]
 
 
-def make_dataset(inputs, labels, recipe: Recipe, batch_size: int, from_bytes: bool = False):
+def make_dataset(inputs, labels, recipe: Recipe, batch_size: int, from_bytes: bool = False,
+                 num_parallel_calls=None):
     """(paths or encoded images, labels) -> batched tf.data of ((B, H, W, 3) float32, (B,) int32), decoded in
-    parallel with the recipe."""
+    parallel (`num_parallel_calls`, default AUTOTUNE) by the same PIL code as `vit_tf.preprocess`, with the recipe,
+    in input order, prefetched."""
     import tensorflow as tf
 
     fn = functools.partial(_preprocess_bytes if from_bytes else _preprocess_file, recipe=recipe)
@@ -198,7 +200,8 @@ def make_dataset(inputs, labels, recipe: Recipe, batch_size: int, from_bytes: bo
         return image, y
 
     ds = inputs if labels is None else tf.data.Dataset.from_tensor_slices((inputs, np.asarray(labels, np.int32)))
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size) \
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    return ds.map(load, num_parallel_calls=parallel, deterministic=True).batch(batch_size) \
         .prefetch(tf.data.AUTOTUNE)
 
 
