@@ -7,6 +7,7 @@ i's softmax attention, shape (batch, heads, tokens, tokens).
 import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+from . import compat as _compat; _compat.install_import_guards()  # noqa: E402,E702  triton after TF: see compat
 
 import keras as _keras  # noqa: E402
 
