@@ -12,14 +12,6 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU-only numbers: parity to
 # their own message; in CI (CI=true) it fails the run, so a broken install can never pass as green.
 REFERENCE_STACK = ("torch", "torchvision", "timm")
 
-try:
-    # TensorFlow and triton (loaded by torchvision through torch._dynamo) both carry LLVM; loading triton after
-    # TensorFlow aborts the process ("Option 'bitcode-mdindex-threshold' registered more than once"), loading it
-    # first does not. So the reference stack is imported before anything imports TensorFlow.
-    import torch  # noqa: F401
-    import torchvision  # noqa: F401
-except ImportError:
-    pass
 
 
 def in_ci() -> bool:
