@@ -304,6 +304,73 @@ def test_overlay_apply_mask_and_display():
         A.overlay(img.astype(np.float32), heat)
 
 
+# -- bad attention inputs -------------------------------------------------------------------------------------------
+def attention_dict(shapes, seed=0):
+    """{"transformer_block_{i}_att": softmax attention (B, heads, T, T)} for each (B, heads, T) in shapes."""
+    return {f"transformer_block_{i}_att": random_attention(b, h, t, seed=seed + i)
+            for i, (b, h, t) in enumerate(shapes)}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_attention_names_the_block(bad):
+    blocks = attention_dict([(2, 3, 10)] * 5)
+    blocks["transformer_block_3_att"][1, 2, 4, 7] = bad
+    message = "transformer_block_3_att contains NaN/Inf"
+    calls = [
+        lambda a: A.mean_attention_distance(a, patch_size=16, num_prefix_tokens=1),
+        lambda a: A.rollout_matrix(a),
+        lambda a: A.attention_rollout(a, num_prefix_tokens=1),
+        lambda a: A.attention_grid(a, num_prefix_tokens=1),
+        lambda a: A.token_attention(a, num_prefix_tokens=1, block=3),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call(blocks)
+    # Lists and stacks name the block by position; blocks that are not used are not checked.
+    with pytest.raises(ValueError, match="block 3 contains NaN/Inf"):
+        A.mean_attention_distance(list(blocks.values()), patch_size=16, num_prefix_tokens=1)
+    with pytest.raises(ValueError, match=r"block 3 contains NaN/Inf \(1 of 600 values\)"):
+        A.attention_rollout(np.stack(list(blocks.values()), 1), num_prefix_tokens=1)
+    assert np.isfinite(A.token_attention(blocks, num_prefix_tokens=1, block=4)).all()
+    assert np.isfinite(A.attention_rollout(blocks, num_prefix_tokens=1, start_block=4)).all()
+
+
+def test_blocks_that_disagree_in_shape_name_both_blocks():
+    tokens = attention_dict([(2, 3, 10), (2, 3, 10), (2, 3, 17)])
+    for call in (lambda a: A.mean_attention_distance(a, patch_size=16, num_prefix_tokens=1),
+                 lambda a: A.rollout_matrix(a), lambda a: A.attention_rollout(a, num_prefix_tokens=1),
+                 lambda a: A.attention_grid(a, num_prefix_tokens=1)):
+        with pytest.raises(ValueError, match=r"differ in tokens: transformer_block_0_att is \(2, 3, 10, 10\) but "
+                                             r"transformer_block_2_att is \(2, 3, 17, 17\)"):
+            call(tokens)
+    batch = attention_dict([(2, 3, 10), (1, 3, 10)])  # a batch of 1 would broadcast silently in the product
+    for call in (lambda a: A.mean_attention_distance(a, patch_size=16, num_prefix_tokens=1),
+                 lambda a: A.rollout_matrix(a), lambda a: A.attention_grid(a, num_prefix_tokens=1)):
+        with pytest.raises(ValueError, match="differ in batch size: transformer_block_0_att .* transformer_block_1"):
+            call(batch)
+    heads = attention_dict([(2, 3, 10), (2, 4, 10)])
+    with pytest.raises(ValueError, match="differ in heads"):
+        A.mean_attention_distance(heads, patch_size=16, num_prefix_tokens=1)
+    with pytest.raises(ValueError, match="differ in heads"):
+        A.attention_grid(heads, num_prefix_tokens=1)
+    # Rollout fuses heads per block, so blocks with different head counts are fine there.
+    np.testing.assert_allclose(A.rollout_matrix(heads).sum(-1), 1.0)
+    with pytest.raises(ValueError, match=r"block 1: each block's attention must be \(B, heads, T, T\)"):
+        A.rollout_matrix([random_attention(1, 2, 5), np.zeros((1, 2, 5, 4))])
+
+
+def test_rollout_refuses_logits_and_maps_refuse_non_finite_values():
+    logits = np.random.RandomState(0).randn(1, 2, 5, 5)
+    with pytest.raises(ValueError, match="block 0 has negative entries .* not logits"):
+        A.rollout_matrix([logits])
+    maps = np.random.RandomState(1).rand(2, 3, 4)
+    maps[1, 2, 3] = np.nan
+    for call in (A.normalize_map, A.attention_mass_mask, lambda m: A.resize_maps(m, (8, 8)),
+                 lambda m: A.overlay(np.zeros((8, 8, 3), np.uint8), m[1]), A.rollout_stats):
+        with pytest.raises(ValueError, match="contains NaN/Inf"):
+            call(maps)
+
+
 # -- embeddings -----------------------------------------------------------------------------------------------------
 def test_patch_filters_minmax_per_filter():
     k = np.random.RandomState(0).randn(4, 4, 3, 10)

@@ -1,5 +1,6 @@
 """Array plumbing shared by the analysis functions: any framework's tensors in, NumPy out; attention dicts and
-lists as per-block arrays; prefix tokens split off explicitly; patch grids checked."""
+lists as named per-block arrays; non-finite values and blocks that disagree in shape refused with the block's name;
+prefix tokens split off explicitly; patch grids checked."""
 
 from __future__ import annotations
 
@@ -20,34 +21,67 @@ def to_numpy(x, dtype=None) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
-def block_list(attention) -> List[np.ndarray]:
-    """Attention of one or more blocks -> list of per-block arrays (B, heads, T, T), in block order.
+def named_blocks(attention) -> List[Tuple[str, np.ndarray]]:
+    """Attention of one or more blocks -> [(name, (B, heads, T, T) array)] in block order.
 
     Accepts the dict our models return ({"transformer_block_{i}_att": ...}, other keys ignored, sorted by i), a
-    list/tuple of per-block arrays, one block (B, heads, T, T), or a stack (B, blocks, heads, T, T).
+    list/tuple of per-block arrays, one block (B, heads, T, T), or a stack (B, blocks, heads, T, T). Names are the
+    dict keys, "block {i}" for lists and stacks, "attention" for one block; errors use them.
     """
     if isinstance(attention, Mapping):
-        keyed = [(int(m.group(1)), v) for k, v in attention.items() if (m := _BLOCK_KEY.search(str(k)))]
+        keyed = [(int(m.group(1)), str(k), v) for k, v in attention.items() if (m := _BLOCK_KEY.search(str(k)))]
         if not keyed:
             raise ValueError(f"no 'transformer_block_{{i}}_att' keys in the attention dict (keys: "
                              f"{sorted(map(str, attention))[:8]})")
-        blocks = [to_numpy(v) for _, v in sorted(keyed, key=lambda kv: kv[0])]
+        blocks = [(k, to_numpy(v)) for _, k, v in sorted(keyed, key=lambda item: item[0])]
     elif isinstance(attention, (list, tuple)):
-        blocks = [to_numpy(a) for a in attention]
+        blocks = [(f"block {i}", to_numpy(a)) for i, a in enumerate(attention)]
     else:
         a = to_numpy(attention)
         if a.ndim == 4:
-            blocks = [a]
+            blocks = [("attention", a)]
         elif a.ndim == 5:
-            blocks = [a[:, i] for i in range(a.shape[1])]
+            blocks = [(f"block {i}", a[:, i]) for i in range(a.shape[1])]
         else:
             raise ValueError(f"attention must be (B, heads, T, T) or (B, blocks, heads, T, T), got {a.shape}")
     if not blocks:
         raise ValueError("no attention blocks given")
-    for a in blocks:
+    for name, a in blocks:
         if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
-            raise ValueError(f"each block's attention must be (B, heads, T, T), got {a.shape}")
+            raise ValueError(f"{name}: each block's attention must be (B, heads, T, T), got {a.shape}")
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: attention must be real numbers, got dtype {a.dtype}")
+        if a.shape[1] == 0 or a.shape[-1] == 0:
+            raise ValueError(f"{name}: attention has no heads or no tokens, shape {a.shape}")
     return blocks
+
+
+def block_list(attention) -> List[np.ndarray]:
+    """Attention of one or more blocks -> list of per-block arrays (B, heads, T, T), in block order (see
+    `named_blocks` for the accepted forms)."""
+    return [a for _, a in named_blocks(attention)]
+
+
+def check_finite(name: str, a: np.ndarray) -> np.ndarray:
+    """`a` unchanged; a ValueError naming `name` when it holds NaN or Inf."""
+    if a.dtype.kind == "f" and not np.isfinite(a.sum(dtype=np.float64)):  # one pass; exact check only on failure
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = a.size - int(np.count_nonzero(finite))
+            raise ValueError(f"{name} contains NaN/Inf ({bad} of {a.size} values): the forward pass produced "
+                             f"non-finite attention (float16 overflow, broken weights or non-finite input images)")
+    return a
+
+
+def check_consistent(blocks: Sequence[Tuple[str, np.ndarray]], *, batch: bool = True, heads: bool = True) -> None:
+    """Blocks [(name, (B, heads, T, T))] agree in token count (and batch size, head count when asked)."""
+    first, ref = blocks[0]
+    axes = [("tokens", -1, True), ("batch size", 0, batch), ("heads", 1, heads)]
+    for name, a in blocks[1:]:
+        for what, axis, wanted in axes:
+            if wanted and a.shape[axis] != ref.shape[axis]:
+                raise ValueError(f"attention blocks differ in {what}: {first} is {ref.shape} but {name} is "
+                                 f"{a.shape} (B, heads, T, T); pass blocks from one forward pass of one model")
 
 
 def is_single_block(attention) -> bool:

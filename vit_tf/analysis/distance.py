@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ._arrays import block_list, check_prefix, is_single_block, resolve_grid, to_numpy
+from ._arrays import (check_consistent, check_finite, check_prefix, is_single_block, named_blocks, resolve_grid,
+                      to_numpy)
 
 
 @functools.lru_cache(maxsize=32)
@@ -59,10 +60,18 @@ def mean_attention_distance(attention, *, patch_size: float, num_prefix_tokens: 
             went to prefix tokens counts as distance 0, as in the keras.io example).
     Returns:
         float64 (B, heads) for one block, (B, blocks, heads) for several.
+    Raises:
+        ValueError naming the block for NaN/Inf attention, and naming both blocks when blocks differ in token count,
+        batch size or heads.
     """
+    if not patch_size > 0:
+        raise ValueError(f"patch_size must be positive, got {patch_size}")
     single = is_single_block(attention)
+    blocks = named_blocks(attention)
+    check_consistent(blocks)
     per_block = []
-    for a in block_list(attention):
+    for name, a in blocks:
+        check_finite(name, a)
         t = a.shape[-1]
         n = check_prefix(t, num_prefix_tokens)
         grid = resolve_grid(n, grid_size)

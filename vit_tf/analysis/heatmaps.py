@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._arrays import block_list, check_prefix, resolve_grid, to_numpy, token_index
+from ._arrays import check_consistent, check_finite, check_prefix, named_blocks, resolve_grid, to_numpy, token_index
 
 
 def _token_maps(a: np.ndarray, num_prefix_tokens: int, token, grid_size) -> np.ndarray:
@@ -32,11 +32,14 @@ def token_attention(attention, *, num_prefix_tokens: int, block: int = -1, token
         grid_size: (gh, gw); may be omitted for square grids.
     Returns:
         (B, heads, gh, gw), the attention probabilities as given (not renormalised over the patches).
+    Raises:
+        ValueError naming the block when the chosen block holds NaN/Inf.
     """
-    blocks = block_list(attention)
+    blocks = named_blocks(attention)
     if not -len(blocks) <= block < len(blocks):
         raise ValueError(f"block {block} is out of range for {len(blocks)} blocks")
-    return _token_maps(blocks[block], num_prefix_tokens, token, grid_size)
+    name, a = blocks[block]
+    return _token_maps(check_finite(name, a), num_prefix_tokens, token, grid_size)
 
 
 def attention_grid(attention, *, num_prefix_tokens: int, token: Union[int, str] = "cls",
@@ -45,8 +48,14 @@ def attention_grid(attention, *, num_prefix_tokens: int, token: Union[int, str] 
 
     Returns:
         (B, blocks, heads, gh, gw).
+    Raises:
+        ValueError naming the block for NaN/Inf attention, and naming both blocks when blocks differ in token
+        count, batch size or heads.
     """
-    return np.stack([_token_maps(a, num_prefix_tokens, token, grid_size) for a in block_list(attention)], axis=1)
+    blocks = named_blocks(attention)
+    check_consistent(blocks)
+    return np.stack([_token_maps(check_finite(name, a), num_prefix_tokens, token, grid_size) for name, a in blocks],
+                    axis=1)
 
 
 def _linear_weights(in_size: int, out_size: int) -> np.ndarray:
@@ -74,7 +83,9 @@ def resize_maps(maps, size: Sequence[int], method: str = "bilinear") -> np.ndarr
 
     A patch map resized to (gh * p, gw * p) covers the model input exactly; any leading dimensions are kept.
     """
-    m = to_numpy(maps, np.float64)
+    m = check_finite("maps", to_numpy(maps, np.float64))
+    if m.ndim < 2:
+        raise ValueError(f"maps must be (..., h, w), got {m.shape}")
     height, width = (int(s) for s in size)
     weights = {"bilinear": _linear_weights, "nearest": _nearest_weights}
     if method not in weights:
@@ -98,7 +109,9 @@ def attention_mass_mask(maps, keep: float = 0.6) -> np.ndarray:
     """
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
-    m = to_numpy(maps, np.float64)
+    m = check_finite("maps", to_numpy(maps, np.float64))
+    if m.ndim < 2:
+        raise ValueError(f"maps must be (..., h, w), got {m.shape}")
     flat = m.reshape(-1, m.shape[-2] * m.shape[-1])
     order = np.argsort(flat, axis=-1, kind="stable")
     values = np.take_along_axis(flat, order, axis=-1)
@@ -111,8 +124,8 @@ def attention_mass_mask(maps, keep: float = 0.6) -> np.ndarray:
 
 
 def normalize_map(maps, eps: float = 1e-12) -> np.ndarray:
-    """Min-max scale each map (..., h, w) to [0, 1]; a constant map becomes 0."""
-    m = to_numpy(maps, np.float64)
+    """Min-max scale each map (..., h, w) to [0, 1]; a constant map becomes 0. NaN/Inf maps are a ValueError."""
+    m = check_finite("maps", to_numpy(maps, np.float64))
     lo = m.min(axis=(-2, -1), keepdims=True)
     span = m.max(axis=(-2, -1), keepdims=True) - lo
     return np.where(span > eps, (m - lo) / np.where(span > eps, span, 1.0), 0.0)
@@ -142,7 +155,7 @@ def overlay(image, heat, alpha: float = 0.5, colormap: str = "inferno") -> np.nd
     img = to_numpy(image)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"image must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
-    heat = to_numpy(heat, np.float64)
+    heat = check_finite("heat", to_numpy(heat, np.float64))
     if heat.shape != img.shape[:2]:
         heat = resize_maps(heat, img.shape[:2])
     mixed = (1.0 - alpha) * img + alpha * colorize(heat, colormap)
@@ -156,7 +169,7 @@ def apply_mask(image, heat) -> np.ndarray:
         uint8 (H, W, 3).
     """
     img = to_numpy(image)
-    heat = to_numpy(heat, np.float64)
+    heat = check_finite("heat", to_numpy(heat, np.float64))
     if heat.shape != img.shape[:2]:
         heat = resize_maps(heat, img.shape[:2])
     peak = heat.max()

@@ -7,28 +7,43 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..preprocessing import normalize, resize_and_crop, to_rgb_image
+from ..preprocessing import DecodedImage, decode_image, normalize, resize_and_crop
 
 
-def load_image(image, patch_size: int):
-    """`to_rgb_image` plus a size check: an image smaller than one patch is a ValueError, not an upscaled blur."""
-    rgb = to_rgb_image(image)
-    w, h = rgb.size
+def _check_patch(decoded: DecodedImage, image, patch_size: int) -> None:
+    w, h = decoded.size
     if w < patch_size or h < patch_size:
         name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image"
         raise ValueError(f"{name} is {w}x{h} pixels, smaller than one {patch_size}x{patch_size} patch")
-    return rgb
 
 
-def prepare(image, recipe, patch_size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Image -> (model input float32 (1, H, W, 3), the cropped image uint8 (H, W, 3) for display)."""
-    cropped = np.asarray(resize_and_crop(load_image(image, patch_size), recipe))
+def load_image(image, patch_size: int, *, max_pixels: Optional[int] = None):
+    """`to_rgb_image` plus a size check: an image smaller than one patch is a ValueError, not an upscaled blur.
+
+    Returns the upright RGB PIL image at full size. `max_pixels`: see `vit_tf.preprocessing.image_pixel_limit`.
+    """
+    decoded = decode_image(image, max_pixels=max_pixels)
+    _check_patch(decoded, image, patch_size)
+    return decoded.image.copy() if decoded.image is image else decoded.image
+
+
+def prepare(image, recipe, patch_size: int, *, max_pixels: Optional[int] = None,
+            draft: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Image -> (model input float32 (1, H, W, 3), the cropped image uint8 (H, W, 3) for display).
+
+    Errors as `load_image`; `max_pixels` and `draft` as in `vit_tf.preprocess`.
+    """
+    decoded = decode_image(image, recipe if draft else None, max_pixels=max_pixels)
+    _check_patch(decoded, image, patch_size)
+    cropped = np.asarray(resize_and_crop(decoded, recipe))
     return normalize(cropped, recipe)[None].astype(np.float32), cropped
 
 
 def list_images(folder) -> List[str]:
     """Every non-hidden file under `folder`, sorted (decoding decides later what is an image)."""
     folder = os.fspath(folder)
+    if os.path.isfile(folder):
+        raise NotADirectoryError(f"image folder {folder} is a file, not a folder")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder not found: {folder}")
     paths = []
@@ -42,18 +57,20 @@ def list_images(folder) -> List[str]:
 
 def iter_batches(paths: Sequence[str], recipe, patch_size: int, batch_size: int = 16,
                  limit: Optional[int] = None, on_skip: Optional[Callable[[str, str], None]] = None,
-                 on_item: Optional[Callable[[], None]] = None) -> Iterator[Tuple[np.ndarray, List[str]]]:
+                 on_item: Optional[Callable[[], None]] = None,
+                 max_pixels: Optional[int] = None) -> Iterator[Tuple[np.ndarray, List[str]]]:
     """Stream preprocessed batches (B, H, W, 3) with their paths; memory stays at one batch.
 
     Unreadable files and images smaller than a patch are reported through `on_skip(path, reason)` and skipped.
-    `limit` caps the number of images used; `on_item()` is called once per file tried (for progress bars).
+    `limit` caps the number of images used; `on_item()` is called once per file tried (for progress bars);
+    `max_pixels` as in `vit_tf.preprocess` (images over the limit are skipped with the reason).
     """
     batch, names, used = [], [], 0
     for path in paths:
         if limit is not None and used >= limit:
             break
         try:
-            x, _ = prepare(path, recipe, patch_size)
+            x, _ = prepare(path, recipe, patch_size, max_pixels=max_pixels)
         except (ValueError, OSError) as e:
             if on_skip is not None:
                 on_skip(path, str(e))

@@ -8,11 +8,11 @@ patches is the rollout map.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._arrays import block_list, check_prefix, resolve_grid, token_index
+from ._arrays import check_consistent, check_finite, check_prefix, named_blocks, resolve_grid, token_index
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -57,15 +57,33 @@ def rollout_matrix(attention, *, head_fusion: str = "mean", discard_ratio: float
         start_block: first block included (negative counts from the end).
         keep_token: token whose own entry `discard_lowest` never zeroes.
     Returns:
-        float64 (B, T, T); with identity attention in every block, the identity.
+        float64 (B, T, T), rows summing to 1; with identity attention in every block, the identity.
+    Raises:
+        ValueError naming the block for NaN/Inf or negative attention, and naming both blocks when the used blocks
+        differ in token count or batch size.
     """
-    blocks = block_list(attention)
+    return _joint(_used_blocks(named_blocks(attention), start_block), head_fusion, discard_ratio, keep_token)
+
+
+def _used_blocks(blocks: List[Tuple[str, np.ndarray]], start_block: int) -> List[Tuple[str, np.ndarray]]:
     depth = len(blocks)
     if not -depth <= start_block < depth:
         raise ValueError(f"start_block {start_block} is out of range for {depth} blocks")
+    used = blocks[start_block % depth:]
+    check_consistent(used, heads=False)  # heads are fused per block, so only tokens and batch must agree
+    return used
+
+
+def _joint(blocks: List[Tuple[str, np.ndarray]], head_fusion: str, discard_ratio: float,
+           keep_token: int) -> np.ndarray:
     result = None
-    for a in blocks[start_block % depth:]:
-        fused = discard_lowest(fuse_heads(a, head_fusion), discard_ratio, keep_token)
+    for name, a in blocks:
+        fused = fuse_heads(check_finite(name, a), head_fusion)
+        low = fused.min() if fused.size else 0.0
+        if low < 0:
+            raise ValueError(f"{name} has negative entries (min {low:.3g}): rollout needs attention probabilities "
+                             f"(softmax outputs), not logits")
+        fused = discard_lowest(fused, discard_ratio, keep_token)
         eye = np.eye(fused.shape[-1])
         joint = (fused + eye) / 2.0  # the residual connection carries the token itself
         joint = joint / joint.sum(axis=-1, keepdims=True)
@@ -88,13 +106,14 @@ def attention_rollout(attention, *, num_prefix_tokens: int, token: Union[int, st
         float64 (B, gh, gw), not rescaled: its sum is the rollout mass that reached the patches (the rest stayed
         on the prefix tokens).
     """
-    blocks = block_list(attention)
-    t = blocks[0].shape[-1]
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    blocks = _used_blocks(named_blocks(attention), start_block)
+    t = blocks[0][1].shape[-1]
     n = check_prefix(t, num_prefix_tokens)
     gh, gw = resolve_grid(n, grid_size)
     index = token_index(token, num_prefix_tokens, t)
-    joint = rollout_matrix(blocks, head_fusion=head_fusion, discard_ratio=discard_ratio, start_block=start_block,
-                           keep_token=index)
+    joint = _joint(blocks, head_fusion, discard_ratio, index)
     return joint[:, index, num_prefix_tokens:].reshape(-1, gh, gw)
 
 
@@ -106,7 +125,9 @@ def rollout_stats(rollout_map) -> dict:
     patches divided by log(patches) (1 = uniform, 0 = one patch). top10_share: share of patch mass in the top 10%
     of patches.
     """
-    m = np.asarray(rollout_map, np.float64)
+    m = check_finite("rollout_map", np.asarray(rollout_map, np.float64))
+    if m.ndim != 3:
+        raise ValueError(f"rollout_map must be (B, gh, gw), got {m.shape}")
     b, gh, gw = m.shape
     flat = m.reshape(b, -1)
     mass = flat.sum(-1)
