@@ -40,9 +40,16 @@ def test_architecture_names_build_timm_defaults():
         assert (ours.head_type == "distilled") == hasattr(ref, "head_dist"), arch
         assert (ours.embed_dim, ours.depth, ours.num_heads) == (ref.embed_dim, len(ref.blocks),
                                                                 ref.blocks[0].attn.num_heads), arch
-        assert ours.mlp_dim == ref.blocks[0].mlp.fc1.out_features, arch
+        # SwiGLU (DINOv2 ViT-g): timm packs gate and value into one fc1 of twice the hidden width.
+        packed = 2 if ours.mlp_type == "swiglu" else 1
+        assert packed * ours.mlp_dim == ref.blocks[0].mlp.fc1.out_features, arch
+        assert (ours.mlp_type == "swiglu") == (type(ref.blocks[0].mlp).__name__ == "GluMlp"), arch
         assert ours.patch_size == ref.patch_embed.patch_size[0], arch
         assert ours.img_size == tuple(ref.patch_embed.img_size), arch
+        assert ours.num_prefix_tokens == ref.num_prefix_tokens, arch  # class (+ distillation or registers)
+        assert ours.num_register_tokens == getattr(ref, "num_reg_tokens", 0), arch
+        assert ours.no_embed_class == ref.no_embed_class, arch
+        assert (ours.init_values is not None) == (type(ref.blocks[0].ls1).__name__ == "LayerScale"), arch
 
 
 def test_architecture_versus_weight_name():

