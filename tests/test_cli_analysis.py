@@ -137,7 +137,7 @@ def test_probe_bad_model_and_options(capsys, tmp_path, tiny_dir):
     code, _, err = run_cli(capsys, "probe", "--model", "no_such_model", "--out", tmp_path / "o")
     assert code == 2 and "unknown model" in error_line(err)
     code, _, err = run_cli(capsys, "probe", "--model", tiny_dir, "--out", tmp_path / "o", "--discard-ratio", "1.5")
-    assert code == 2 and "discard_ratio" in error_line(err)
+    assert code == 2 and "--discard-ratio" in error_line(err)
     code, _, err = run_cli(capsys, "probe", "--model", tiny_dir, "--random-weights", "--out", tmp_path / "o")
     assert code == 2 and "--random-weights" in error_line(err)
 

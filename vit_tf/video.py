@@ -70,11 +70,44 @@ def frame_heatmaps(source, frames: Sequence[np.ndarray], recipe, *, block: int =
     return maps[:, head]
 
 
+def _batches(frames: Iterator[np.ndarray], size: int, limit: Optional[int]) -> Iterator[List[np.ndarray]]:
+    batch: List[np.ndarray] = []
+    for i, frame in enumerate(frames):
+        if limit is not None and i >= limit:
+            break
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """`text` in white on a dark band along the top of an RGB frame (uint8 (H, W, 3)), scaled to the frame."""
+    import cv2
+
+    out = np.ascontiguousarray(frame)
+    h, w = out.shape[:2]
+    scale = max(min(w, h) / 500.0, 0.3)
+    thickness = max(int(round(scale * 1.5)), 1)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    band = min(th + base + 2 * thickness + 4, h)
+    out[:band] = (out[:band] * 0.35).astype(np.uint8)
+    cv2.putText(out, text, (4, min(th + thickness + 2, h - 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                thickness, cv2.LINE_AA)
+    return out
+
+
 def attention_video(in_path, out_path, model, recipe, *, block: int = -1, head: Union[str, int] = "mean",
                     token: Union[int, str] = "cls", alpha: float = 0.5, batch_size: int = 4,
                     max_frames: Optional[int] = None, fourcc: str = "mp4v",
-                    on_frame: Optional[Callable[[int], None]] = None) -> dict:
+                    on_frame: Optional[Callable[[int], None]] = None, caption: Optional[str] = None) -> dict:
     """Write a copy of a video with each frame's attention heatmap overlaid.
+
+    The first batch is analysed before anything is written (so a bad `block`, `head` or `token`, or an unreadable
+    video, leaves no file), and the video is written under a temporary name beside `out_path`, renamed when
+    complete: `out_path` is never a partial video.
 
     Args:
         in_path, out_path: input video and output file (the codec `fourcc`, mp4v by default, suits .mp4).
@@ -85,49 +118,54 @@ def attention_video(in_path, out_path, model, recipe, *, block: int = -1, head: 
         batch_size: frames per forward pass (bounds memory).
         max_frames: stop after this many frames.
         on_frame: called with the number of frames written so far (progress).
+        caption: text drawn on every frame (e.g. "random weights").
     Returns:
         {"frames": n, "fps": fps, "size": [height, width], "path": out_path}.
     """
     import cv2
 
+    from .files import atomic_file
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     source = attention_source(model)
     p = source.patch_size
     fps = video_fps(in_path)
-    writer, size, written = None, None, 0
-    pending: List[np.ndarray] = []
-
-    def flush():
-        nonlocal written
-        for frame, heat in zip(pending, frame_heatmaps(source, pending, recipe, block=block, head=head,
-                                                      token=token)):
-            writer.write(np.ascontiguousarray(overlay(frame, heat, alpha=alpha)[..., ::-1]))
-            written += 1
-            if on_frame is not None:
-                on_frame(written)
-        pending.clear()
-
-    try:
-        for i, frame in enumerate(read_frames(in_path)):
-            if max_frames is not None and i >= max_frames:
-                break
-            if writer is None:
-                size = frame.shape[:2]
-                if size[0] < p or size[1] < p:
-                    raise ValueError(f"{in_path}: frames are {size[1]}x{size[0]} pixels, smaller than one "
-                                     f"{p}x{p} patch")
-                out_path = os.fspath(out_path)
-                os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-                writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*fourcc), fps, (size[1], size[0]))
-                if not writer.isOpened():
-                    raise OSError(f"cannot write {out_path} with codec {fourcc!r}")
-            pending.append(frame)
-            if len(pending) == batch_size:
-                flush()
-        if pending:
-            flush()
-    finally:
-        if writer is not None:
-            writer.release()
-    if written == 0:
+    batches = _batches(read_frames(in_path), batch_size, max_frames)
+    first = next(batches, None)
+    if first is None:
         raise ValueError(f"{in_path} holds no frames")
-    return {"frames": written, "fps": fps, "size": list(size), "path": os.fspath(out_path)}
+    size = first[0].shape[:2]
+    if size[0] < p or size[1] < p:
+        raise ValueError(f"{in_path}: frames are {size[1]}x{size[0]} pixels, smaller than one {p}x{p} patch")
+
+    def heatmaps(frames):
+        return frame_heatmaps(source, frames, recipe, block=block, head=head, token=token)
+
+    first_maps = heatmaps(first)  # bad block / head / token fail here, before any file exists
+    out_path = os.fspath(out_path)
+    written = 0
+    with atomic_file(out_path) as tmp:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (size[1], size[0]))
+        try:
+            if not writer.isOpened():
+                raise OSError(f"cannot write {out_path} with codec {fourcc!r}")
+            frames, maps = first, first_maps
+            while frames is not None:
+                for frame, heat in zip(frames, maps):
+                    if frame.shape[:2] != size:
+                        frame = cv2.resize(np.ascontiguousarray(frame), (size[1], size[0]))
+                    shown = overlay(frame, heat, alpha=alpha)
+                    if caption:
+                        shown = draw_caption(shown, caption)
+                    writer.write(np.ascontiguousarray(shown[..., ::-1]))
+                    written += 1
+                    if on_frame is not None:
+                        on_frame(written)
+                frames = next(batches, None)
+                maps = heatmaps(frames) if frames is not None else None
+        finally:
+            writer.release()
+    return {"frames": written, "fps": fps, "size": list(size), "path": out_path}

@@ -8,29 +8,35 @@ several models are given), as in the keras.io example's 1000-image experiment.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 import sys
 
-from .common import add_analysis_arguments, load_for_analysis
+from .common import (add_analysis_arguments, check_model, check_output_dir, figure_label, load_for_analysis,
+                     non_negative_int, output_directory, positive_int, write_text)
+
+DEFAULT_DPI = 150
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "distance", help="mean attention distance over a folder of images (per block and head: mean, std)",
         description="Mean attention distance per block and head over a folder of images (searched "
-                    "recursively, sorted), streamed in batches. Repeat --model to compare models.")
+                    "recursively, sorted), streamed in batches. Repeat --model to compare models. Writes "
+                    "distances.csv, distances.json and the plots into --out once every model is done.")
     p.add_argument("image_dir", help="folder of images")
     add_analysis_arguments(p, "output folder", multiple=True)
-    p.add_argument("--num-images", type=int, default=1000,
-                   help="use the first N readable images in sorted order (default 1000; 0 = all)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--num-images", type=non_negative_int, default=1000,
+                   help="use the first N readable images in sorted order (0: all)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.add_argument("--renormalize", action="store_true",
                    help="renormalise each query's attention over the patches (default: prefix-token attention "
                         "counts as distance 0, as in the keras.io example)")
-    p.add_argument("--dpi", type=int, default=100, help="figure resolution")
-    p.set_defaults(func=run)
+    p.add_argument("--dpi", type=positive_int, default=DEFAULT_DPI, help="figure resolution (pixels per inch)")
+    p.set_defaults(func=run, check=check)
+    return p
 
 
 def _slug(name: str, used: set) -> str:
@@ -42,6 +48,19 @@ def _slug(name: str, used: set) -> str:
     return slug
 
 
+def check(args):
+    if os.path.isfile(args.image_dir):
+        raise NotADirectoryError(f"image folder {args.image_dir}: is a file (for one image use `vit-tf probe`)")
+    if not os.path.isdir(args.image_dir):
+        raise FileNotFoundError(f"image folder not found: {args.image_dir}")
+    if args.checkpoint is not None and len(args.model) > 1:
+        raise ValueError("--checkpoint goes with a single --model; to compare checkpoints pass directories "
+                         "written by `vit-tf convert` as --model")
+    for model in args.model:
+        check_model(model, args.checkpoint, args.random_weights)
+    check_output_dir(args.out)
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -49,21 +68,13 @@ def run(args) -> int:
     from ..analysis import KerasSource, RunningMoments, accumulate_mean_distance, iter_batches, list_images
     from ..analysis.distance import patch_distance_matrix
 
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
-    if args.num_images < 0:
-        raise ValueError("--num-images must be 0 (all) or positive")
-    if args.checkpoint is not None and len(args.model) > 1:
-        raise ValueError("--checkpoint goes with a single --model; to compare checkpoints pass directories "
-                         "written by `vit-tf convert` as --model")
     paths = list_images(args.image_dir)
     limit = args.num_images or None
-    os.makedirs(args.out, exist_ok=True)
     skipped = {}
     results, used = [], set()
 
     for model_name in args.model:
-        net, recipe, info = load_for_analysis(model_name, args.checkpoint, args.random_weights)
+        net, recipe, info = load_for_analysis(model_name, args.checkpoint, args.random_weights, args.seed)
         source = KerasSource(net)
 
         def on_skip(path, reason):
@@ -81,39 +92,41 @@ def run(args) -> int:
             raise ValueError(f"no readable images in {args.image_dir} ({len(skipped)} files skipped)")
         grid = tuple(s // source.patch_size for s in recipe.input_size)
         results.append({
-            "name": info["name"], "slug": _slug(info["name"], used), "weights": info["source"],
-            "images": stats.count, "patch_size": source.patch_size, "num_prefix_tokens": source.num_prefix_tokens,
-            "input_size": list(recipe.input_size), "uniform_attention": float(patch_distance_matrix(
-                grid, source.patch_size).mean()), "mean": stats.mean, "std": stats.std})
+            "name": info["name"], "label": figure_label(info), "slug": _slug(info["name"], used),
+            "weights": info["source"], "images": stats.count, "patch_size": source.patch_size,
+            "num_prefix_tokens": source.num_prefix_tokens, "input_size": list(recipe.input_size),
+            "uniform_attention": float(patch_distance_matrix(grid, source.patch_size).mean()),
+            "mean": stats.mean, "std": stats.std})
         del net, source
 
-    with open(os.path.join(args.out, "distances.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "block", "head", "mean_distance_px", "std_px", "images"])
-        for r in results:
-            for b, (row_mean, row_std) in enumerate(zip(r["mean"], r["std"])):
-                for h, (m, s) in enumerate(zip(row_mean, row_std)):
-                    w.writerow([r["name"], b, h, f"{m:.6f}", f"{s:.6f}", r["images"]])
+    rows = io.StringIO()
+    w = csv.writer(rows)
+    w.writerow(["model", "block", "head", "mean_distance_px", "std_px", "images"])
+    for r in results:
+        for b, (row_mean, row_std) in enumerate(zip(r["mean"], r["std"])):
+            for h, (m, s) in enumerate(zip(row_mean, row_std)):
+                w.writerow([r["name"], b, h, f"{m:.6f}", f"{s:.6f}", r["images"]])
     figures = {}
     for r in results:
-        fig = plotting.mean_distance_figure(r["mean"], r["std"], uniform=r["uniform_attention"],
-                                            title=f"{r['name']}: mean attention distance ({r['images']} images)")
-        figures[r["name"]] = plotting.save_figure(fig, os.path.join(args.out, f"distance_{r['slug']}.png"),
-                                                  args.dpi)
+        figures[r["name"]] = (f"distance_{r['slug']}.png", plotting.mean_distance_figure(
+            r["mean"], r["std"], uniform=r["uniform_attention"],
+            title=f"{r['label']}: mean attention distance ({r['images']} images, mean and std)"))
     if len(results) > 1:
-        fig = plotting.distance_comparison_figure({r["name"]: (r["mean"], r["std"]) for r in results})
-        figures["comparison"] = plotting.save_figure(fig, os.path.join(args.out, "distance_comparison.png"),
-                                                     args.dpi)
+        figures["comparison"] = ("distance_comparison.png", plotting.distance_comparison_figure(
+            {r["label"]: (r["mean"], r["std"]) for r in results}, title="Mean attention distance"))
     report = {
         "image_dir": args.image_dir, "num_images": limit, "renormalize": args.renormalize, "units": "pixels",
         "std": "population standard deviation over images (ddof=0)",
-        "models": [{**{k: v for k, v in r.items() if k not in ("mean", "std", "slug")},
+        "models": [{**{k: v for k, v in r.items() if k not in ("mean", "std", "slug", "label")},
                     "mean": r["mean"].round(6).tolist(), "std": r["std"].round(6).tolist()} for r in results],
         "skipped": [{"path": p, "reason": why} for p, why in skipped.items()],
-        "figures": {k: os.path.basename(v) for k, v in figures.items()},
+        "figures": {k: filename for k, (filename, _) in figures.items()},
     }
-    with open(os.path.join(args.out, "distances.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    with output_directory(args.out) as tmp:  # made only now: nothing is left behind by a failure before
+        write_text(os.path.join(tmp, "distances.csv"), rows.getvalue())
+        for filename, fig in figures.values():
+            plotting.save_figure(fig, os.path.join(tmp, filename), args.dpi)
+        write_text(os.path.join(tmp, "distances.json"), json.dumps(report, indent=2) + "\n")
     counts = ", ".join(f"{r['name']}: {r['images']} images" for r in results)
     print(f"{counts}; {len(skipped)} skipped; results in {args.out}")
     return 0

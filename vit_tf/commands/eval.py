@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
-from .common import add_model_arguments, load_model
+from .common import (add_model_arguments, check_input_file, check_model, check_output_file, load_model, positive_int,
+                     write_text)
 
 
 def add_parser(subparsers):
@@ -15,7 +17,7 @@ def add_parser(subparsers):
                     "tfds[:DATA_DIR] for a prepared tensorflow-datasets imagenet2012.")
     add_model_arguments(p)
     p.add_argument("--data", required=True, help="validation images (see above)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
     p.add_argument("--labels", default=None,
                    help="flat layout: ILSVRC2012_validation_ground_truth.txt (devkit IDs, needs meta.mat), a file "
                         "of wnids, 'FILE label' lines or LOC_val_solution.csv; found in DATA or its parent if "
@@ -23,26 +25,40 @@ def add_parser(subparsers):
     p.add_argument("--label-format", default="auto", choices=("auto", "devkit", "wnid", "index"),
                    help="how to read integer labels: devkit ILSVRC2012_IDs (1..1000) or class indices (0..999)")
     p.add_argument("--meta", default=None, help="the devkit's meta.mat (default: beside the label file)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (a quick check)")
-    p.add_argument("--output", default=None, help="also write the JSON result to this file")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N images (a quick check)")
+    p.add_argument("--output", default=None,
+                   help="also write the JSON result to this file (under a temporary name, renamed when complete)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
     return p
+
+
+def check(args):
+    check_model(args.model, args.checkpoint)
+    if not (args.data == "tfds" or args.data.startswith("tfds:")):
+        if os.path.isfile(args.data):
+            raise NotADirectoryError(f"--data {args.data}: is a file; give the folder of validation images "
+                                     f"(or tfds[:DATA_DIR])")
+        if not os.path.isdir(args.data):
+            raise FileNotFoundError(f"--data {args.data}: folder not found (or use --data tfds[:DATA_DIR])")
+    if args.labels is not None:
+        check_input_file(args.labels, "label file", "--labels")
+    if args.meta is not None:
+        check_input_file(args.meta, "meta.mat", "--meta")
+    if args.output is not None:
+        check_output_file(args.output, "--output")
 
 
 def run(args) -> int:
     from ..evaluation import evaluate_imagenet
 
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
     model, recipe, info = load_model(args.model, args.checkpoint)
     result = evaluate_imagenet(model, recipe, args.data, batch_size=args.batch_size, labels=args.labels,
                                label_format=args.label_format, meta=args.meta, limit=args.limit,
                                progress=not args.quiet)
     result = {"model": info["name"], "source": info["source"], **result}
     text = json.dumps(result, indent=2)
-    print(text)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        write_text(args.output, text + "\n")
+    print(text)
     return 0
