@@ -92,11 +92,11 @@ def test_importance_equals_finite_differences(model, images):
     top1 = np.argmax(model(images, return_attention=False)[0], axis=-1)
     labels = np.random.RandomState(1).randint(0, 5, len(images))
     for given, targets in ((None, top1), (labels, labels)):
-        raw = Hd.head_importance(model, [images[:7], images[7:]], given, normalize=False)
+        r = Hd.head_statistics(model, [images[:7], images[7:]], given, ablation=False, entropy=False)
+        raw, normalized = r.importance_raw, r.importance
         fd = _finite_differences(model, images, targets)
         assert raw.shape == (2, 3) and fd.max() > 1e-3
         np.testing.assert_allclose(raw, fd, atol=1e-3 * fd.max())
-        normalized = Hd.head_importance(model, [images[:7], images[7:]], given)
         np.testing.assert_allclose(np.linalg.norm(normalized, axis=1), 1.0, rtol=1e-12)
         np.testing.assert_allclose(normalized, fd / np.linalg.norm(fd, axis=1, keepdims=True), atol=2e-3)
 
@@ -152,7 +152,6 @@ def test_one_pass_statistics_and_labels(model, images):
     assert seen == [5, 5, 2] and r.images == 12 and r.metric == "accuracy"
     assert r.baseline == pytest.approx((np.argmax(model(images)[0], -1) == labels).mean())
     np.testing.assert_allclose(r.ablation, Hd.head_ablation(model, [images], labels), atol=1e-12)
-    np.testing.assert_allclose(r.importance, Hd.head_importance(model, [images], labels), rtol=1e-4)
     with pytest.raises(ValueError, match="class indices in 0..4"):
         Hd.head_statistics(model, [images[:4]], np.array([0, 1, 2, 7]))
     with pytest.raises(ValueError, match="12 labels for 4 images|fewer than the images|labels for"):

@@ -407,7 +407,7 @@ def representations(model, tokens: Union[str, Sequence[str]] = "cls", layers: Op
 
 
 def _gram_function(rep: Representations):
-    """tf.function images -> (L, B, B) float64 Gram matrices of the batch-relative features (see `_features`)."""
+    """Traced images -> (L, B, B) float64 Gram matrices of the batch-relative features (see `_features`)."""
     import tensorflow as tf
 
     def grams(images):
@@ -419,7 +419,16 @@ def _gram_function(rep: Representations):
             out.append(tf.matmul(f, f, transpose_b=True))
         return tf.stack(out)
 
-    return tf.function(grams, reduce_retracing=True)
+    traced = {}
+
+    def call(images):
+        # One trace per image size, for every batch size (a joined last batch costs no second trace).
+        size = tuple(images.shape[1:])
+        if size not in traced:
+            traced[size] = tf.function(grams, input_signature=[tf.TensorSpec((None, *size), tf.float32)])
+        return traced[size](images)
+
+    return call
 
 
 def _images_of(item):

@@ -19,6 +19,7 @@ each head's attention.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -154,12 +155,28 @@ class HeadStatistics:
         self._tokens: Optional[int] = None
         self._hits_base = 0
         self._hits = np.zeros((self.depth, self.heads), np.int64)
-        self._gradient_step = tf.function(self._gradients, reduce_retracing=True)
-        self._top1_step = tf.function(self._top1, reduce_retracing=True)
+        self._steps = {}  # traced steps by (kind, image height, width, options)
+
+    def _step(self, kind: str, images, *options):
+        """The traced step `kind` for this image size: traced once for every batch size (the batch axis is None in
+        its signature), so a short last batch costs no second trace."""
+        import tensorflow as tf
+
+        key = (kind, *images.shape[1:3], *options)
+        if key not in self._steps:
+            spec = tf.TensorSpec((None, *images.shape[1:]), tf.float32)
+            if kind == "gradients":
+                fn = functools.partial(self._gradients, use_labels=options[0], with_gradients=options[1])
+                signature = [spec, tf.TensorSpec((None,), tf.int32)]
+            else:
+                fn, signature = self._top1, [spec, tf.TensorSpec((self.depth, self.heads), tf.float32)]
+            self._steps[key] = tf.function(fn, input_signature=signature)
+        return self._steps[key]
 
     # -- traced steps --------------------------------------------------------------------------------------------
     def _gradients(self, images, labels, use_labels: bool, with_gradients: bool):
-        """-> (per-example |gate gradient| sums source (B, depth, heads) or None, batch gate gradient, entropy)."""
+        """-> {"per_example": (B, depth, heads) dL_b/dxi, "gate": (depth, heads) gradient of the batch's summed
+        loss (with gradients); "entropy": (B, depth, heads), "tokens": T (with entropy)}."""
         import tensorflow as tf
 
         from ..model import attention_key
@@ -223,7 +240,7 @@ class HeadStatistics:
             y = tf.zeros((b,), tf.int32)  # unused: the target is the top-1
         grads = self.options["importance"]
         if grads or self.options["entropy"]:
-            out = self._gradient_step(x, y, labelled, grads)
+            out = self._step("gradients", x, labelled, grads)(x, y)
             if grads:
                 per_example = out["per_example"].numpy().astype(np.float64)  # (B, depth, heads)
                 gate = out["gate"].numpy().astype(np.float64)
@@ -238,14 +255,15 @@ class HeadStatistics:
                 self._tokens = int(out["tokens"])
         if self.options["ablation"]:
             ones = np.ones((self.depth, self.heads), np.float32)
-            base = self._top1_step(x, tf.constant(ones)).numpy()
+            top1 = self._step("top1", x)
+            base = top1(x, tf.constant(ones)).numpy()
             target = y.numpy() if labelled else base
             self._hits_base += int((base == target).sum())
             for layer in range(self.depth):
                 for head in range(self.heads):
                     mask = ones.copy()
                     mask[layer, head] = 0.0
-                    pred = self._top1_step(x, tf.constant(mask)).numpy()
+                    pred = top1(x, tf.constant(mask)).numpy()
                     self._hits[layer, head] += int((pred == target).sum())
         self.count += b
         return self
