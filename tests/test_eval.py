@@ -184,3 +184,25 @@ def test_tfds_imagenet2012(converted, class_folders, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     assert cli(["eval", "--model", converted, "--data", "tfds", "--quiet"]) == 2
     assert "vit_tf[tfds]" in capsys.readouterr().err
+
+
+def test_eval_pipeline_reads_stored_pixels_like_timm(tmp_path):
+    """Evaluation reads the stored pixel order (no EXIF transpose), as the loaders behind the published numbers;
+    `vit_tf.preprocess` applies the orientation by default."""
+    from PIL import Image
+
+    from vit_tf.preprocessing import preprocess
+    from vit_tf.registry import Recipe
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    recipe = Recipe(input_size=(32, 32), crop_pct=1.0)
+    stored = preprocess(str(path), recipe, exif=False)
+    upright = preprocess(str(path), recipe)
+    batch, _ = next(iter(make_dataset([str(path)], [0], recipe, batch_size=1)))
+    np.testing.assert_allclose(batch.numpy(), stored, atol=1e-6)
+    assert np.max(np.abs(upright - stored)) > 0.5  # the orientation really changes the input

@@ -279,7 +279,8 @@ def _head(source) -> bytes:
     return b""
 
 
-def _load_file(source, name: str, recipe: Optional[Recipe], limit: Optional[int]) -> DecodedImage:
+def _load_file(source, name: str, recipe: Optional[Recipe], limit: Optional[int],
+               exif: bool = True) -> DecodedImage:
     try:
         im = _open(source, limit)
     except Image.DecompressionBombError as e:
@@ -294,7 +295,7 @@ def _load_file(source, name: str, recipe: Optional[Recipe], limit: Optional[int]
         _check_pixels(name, im.size, limit)
         full_size, drafted = im.size, None
         if recipe is not None and isinstance(im, ImageFile.ImageFile) and im.format in ("JPEG", "MPO"):
-            orientation = _orientation(im)  # a JPEG's EXIF is in its header: known before decoding
+            orientation = _orientation(im) if exif else 1  # a JPEG's EXIF is in its header
             upright = full_size[::-1] if orientation >= 5 else full_size
             if _reduction(upright, recipe) > 1:
                 # libjpeg scales by 1/2, 1/4 or 1/8 while decoding: the full-size image never exists in memory.
@@ -308,7 +309,7 @@ def _load_file(source, name: str, recipe: Optional[Recipe], limit: Optional[int]
             raise
         except Exception as e:
             raise _unreadable(name, e) from e
-        orientation = _orientation(im)
+        orientation = _orientation(im) if exif else 1
         upright = full_size[::-1] if orientation >= 5 else full_size
         if drafted is not None:
             box, factor = tuple(float(v) for v in drafted[1]), 1
@@ -352,7 +353,7 @@ def _from_array(image: np.ndarray, name: str) -> Image.Image:
 
 
 def decode_image(image, recipe: Optional[Recipe] = None, *, max_pixels: Optional[int] = None,
-                 name: Optional[str] = None) -> DecodedImage:
+                 name: Optional[str] = None, exif: bool = True) -> DecodedImage:
     """Decode an image upright to 8-bit RGB, at a reduced scale when `recipe` is given and the image is far larger
     than the recipe's resize needs (see the module docstring).
 
@@ -361,6 +362,8 @@ def decode_image(image, recipe: Optional[Recipe] = None, *, max_pixels: Optional
         recipe: the recipe the image is for; None decodes at full size.
         max_pixels: pixel limit for files and not-yet-loaded PIL images (see `image_pixel_limit`).
         name: how errors refer to the image (default: its path or kind).
+        exif: apply the EXIF orientation (False: the stored pixel order, as timm's and the official ImageNet eval
+            loaders read images, so that published accuracies reproduce).
     Returns:
         `DecodedImage`.
     Raises:
@@ -373,11 +376,11 @@ def decode_image(image, recipe: Optional[Recipe] = None, *, max_pixels: Optional
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         _check_file(path)
-        return _load_file(path, name, recipe, image_pixel_limit(max_pixels))
+        return _load_file(path, name, recipe, image_pixel_limit(max_pixels), exif)
     if isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) == 0:
             raise ValueError(f"{name} is not a readable image: no bytes given")
-        return _load_file(io.BytesIO(bytes(image)), name, recipe, image_pixel_limit(max_pixels))
+        return _load_file(io.BytesIO(bytes(image)), name, recipe, image_pixel_limit(max_pixels), exif)
     if isinstance(image, np.ndarray):
         im = _from_array(image, name)
         return DecodedImage(_to_rgb(im, name), im.size, (0.0, 0.0, float(im.width), float(im.height)))
@@ -392,12 +395,12 @@ def decode_image(image, recipe: Optional[Recipe] = None, *, max_pixels: Optional
                 raise
             except Exception as e:
                 raise _unreadable(name, e) from e
-        orientation = _orientation(image)
+        orientation = _orientation(image) if exif else 1
         upright = image.size[::-1] if orientation >= 5 else image.size
         box = (0.0, 0.0, float(image.width), float(image.height))
         return _finish(image, name, recipe, upright, box, orientation, _reduction(upright, recipe))
     if hasattr(image, "read"):
-        return _load_file(image, name, recipe, image_pixel_limit(max_pixels))
+        return _load_file(image, name, recipe, image_pixel_limit(max_pixels), exif)
     raise TypeError(f"expected a path, bytes, file object, PIL image or uint8 array, got {type(image).__name__}")
 
 
@@ -465,7 +468,8 @@ def normalize(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
     return (x - np.asarray(recipe.mean, np.float32)) / np.asarray(recipe.std, np.float32)
 
 
-def preprocess(image, model_name, *, max_pixels: Optional[int] = None, draft: bool = True) -> np.ndarray:
+def preprocess(image, model_name, *, max_pixels: Optional[int] = None, draft: bool = True,
+               exif: bool = True) -> np.ndarray:
     """Image(s) -> model input with the weights' own eval recipe.
 
     Args:
@@ -475,6 +479,7 @@ def preprocess(image, model_name, *, max_pixels: Optional[int] = None, draft: bo
         max_pixels: pixel limit for files (default $VIT_TF_MAX_IMAGE_PIXELS or PIL's; 0 = none).
         draft: decode images far larger than needed at a reduced scale (see the module docstring); False decodes
             at full size.
+        exif: apply EXIF orientation (see `decode_image`; `vit-tf eval` passes False, as timm's eval does).
     Returns:
         float32 array (B, H, W, 3), B = 1 for a single image.
     """
@@ -486,6 +491,6 @@ def preprocess(image, model_name, *, max_pixels: Optional[int] = None, draft: bo
     batch = []
     for i, im in enumerate(images):
         name = f"image {i}" if many and not isinstance(im, (str, os.PathLike)) else None
-        decoded = decode_image(im, recipe if draft else None, max_pixels=max_pixels, name=name)
+        decoded = decode_image(im, recipe if draft else None, max_pixels=max_pixels, name=name, exif=exif)
         batch.append(normalize(np.asarray(resize_and_crop(decoded, recipe)), recipe))
     return np.stack(batch).astype(np.float32)
