@@ -323,3 +323,21 @@ def test_load_checkpoint_strict_and_ignore(tiny_checkpoint, tmp_path):
     report = vit_tf.load_checkpoint(model, path, ignore=["head.*", "blocks.1.*"])
     assert {"head.weight", "head.bias", "blocks.1.norm1.weight"} <= report.ignored
     assert not report.missing and not any(k.startswith("blocks.1.") for k in report.loaded)
+
+
+@pytest.mark.parametrize("order", ["vit_tf first", "keras first"])
+def test_import_is_light_and_keras_files_load_without_custom_objects(order, tmp_path):
+    """`import vit_tf` does not import TensorFlow; once Keras is imported (before or after), `.keras` files of our
+    models load without custom_objects."""
+    import subprocess
+
+    model = vit_tf.create_model("vit_tiny_patch16_224", **TINY, num_classes=3)
+    model.save(tmp_path / "m.keras")
+    imports = "import vit_tf, sys; light = 'tensorflow' not in sys.modules; import keras" if order == "vit_tf first" \
+        else "import sys, keras; light = True; import vit_tf"
+    code = (f"{imports}\nm = keras.saving.load_model(sys.argv[1])\n"
+            f"print(light, type(m).__name__, m.recipe.input_size)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "VisionTransformer", "(32,", "32)"]

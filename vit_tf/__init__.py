@@ -1,44 +1,98 @@
-"""vit_tf: Vision Transformers (ViT, DeiT, DINO) in Keras 3 that return their attention maps.
+"""vit_tf: Vision Transformers (ViT, DeiT, DINO, DINOv2) in Keras 3 that return their attention maps.
 
 Every model call returns `(outputs, attention_scores)`; `attention_scores["transformer_block_{i}_att"]` is block
 i's softmax attention, shape (batch, heads, tokens, tokens).
+
+`import vit_tf` is cheap: the names below are loaded on first use, so that `vit-tf --help` and argument errors
+answer without importing TensorFlow. The Keras classes register themselves as soon as Keras is imported (by vit_tf
+or by the user), so `.keras` files load without `custom_objects` after `import vit_tf`.
 """
 
+import importlib as _importlib
 import os as _os
+import sys as _sys
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from . import compat as _compat; _compat.install_import_guards()  # noqa: E402,E702  triton after TF: see compat
 
-import keras as _keras  # noqa: E402
-
-if _keras.backend.backend() != "tensorflow":
-    raise ImportError(f"vit_tf needs the TensorFlow backend of Keras 3; KERAS_BACKEND is "
-                      f"{_keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
-
-from .checkpoints import load_checkpoint  # noqa: E402
-from .configs import SIZES, ViTConfig, parse_arch  # noqa: E402
-from .export import export_saved_model  # noqa: E402
-from .factory import create_model  # noqa: E402
-from .model import VisionTransformer, attention_key  # noqa: E402
-from .preprocessing import preprocess  # noqa: E402
-from .registry import ALIASES, ModelEntry, Recipe, get_entry, list_models  # noqa: E402
-from .saved import SavedModel, load  # noqa: E402
-from .weights import CheckpointError, LoadReport, load_timm_state_dict, read_state_dict, timm_state_dict  # noqa: E402
-
-# Analysis toolkit (vit_tf.analysis; figures in vit_tf.plotting).
-from .analysis import (attention_grid, attention_mass_mask, attention_rollout, attention_source,  # noqa: E402
-                       mean_attention_distance, patch_filter_pca, patch_filters, position_embedding_cosine,
-                       position_embedding_similarity, probe, token_attention)
-
 __version__ = "0.1.0"
 
-__all__ = [
+# name -> submodule that defines it
+_EXPORTS = {
     # models, registry, weights
-    "ALIASES", "CheckpointError", "LoadReport", "ModelEntry", "Recipe", "SIZES", "SavedModel", "ViTConfig",
-    "VisionTransformer", "attention_key", "create_model", "export_saved_model", "get_entry", "list_models", "load",
-    "load_checkpoint", "load_timm_state_dict", "parse_arch", "preprocess", "read_state_dict", "timm_state_dict",
-    # analysis
-    "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "mean_attention_distance",
-    "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "probe",
-    "token_attention",
-]
+    "SIZES": "configs", "ViTConfig": "configs", "parse_arch": "configs",
+    "ALIASES": "registry", "ModelEntry": "registry", "Recipe": "registry", "get_entry": "registry",
+    "list_models": "registry",
+    "create_model": "factory", "VisionTransformer": "model", "attention_key": "model",
+    "export_saved_model": "export", "SavedModel": "saved", "load": "saved", "load_checkpoint": "checkpoints",
+    "preprocess": "preprocessing",
+    "CheckpointError": "weights", "LoadReport": "weights", "load_timm_state_dict": "weights",
+    "read_state_dict": "weights", "timm_state_dict": "weights",
+    # analysis (vit_tf.analysis; figures in vit_tf.plotting)
+    **{name: "analysis" for name in (
+        "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "mean_attention_distance",
+        "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "probe",
+        "token_attention")},
+}
+# Modules that import neither TensorFlow nor Keras.
+_LIGHT = {"configs", "registry"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def _check_backend():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(f"vit_tf needs the TensorFlow backend of Keras 3; KERAS_BACKEND is "
+                          f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vit_tf' has no attribute {name!r}")
+    if module not in _LIGHT:
+        _check_backend()
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def _register_keras_classes():
+    """Import the modules whose Keras classes are registered for deserialization."""
+    _check_backend()
+    _importlib.import_module(".model", __name__)
+
+
+class _AfterKerasImport:
+    """A `sys.meta_path` finder that, once `keras` has been imported by anyone, registers vit_tf's Keras classes
+    (so `keras.saving.load_model("m.keras")` finds them); it removes itself after firing."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        _sys.meta_path.remove(self)
+        spec = _importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _register_keras_classes()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "keras" in _sys.modules:  # Keras is loaded already: registering now costs nothing more
+    _register_keras_classes()
+else:
+    import importlib.util  # noqa: E402,F401  (used by the finder)
+
+    _sys.meta_path.insert(0, _AfterKerasImport())
