@@ -148,7 +148,7 @@ def heads_figure(importance: Optional[np.ndarray] = None, ablation: Optional[np.
     for ax, (values, kind) in zip(axes, panels):
         if kind == "importance":
             head_heatmap(ax, values, "importance (unit L2 norm per block)",
-                         "Importance E|dL/d gate| (Michel et al.)", vmin=0.0, vmax=1.0)
+                         "Importance (Michel et al. 2019)", vmin=0.0, vmax=1.0)
         elif kind == "ablation":
             head_heatmap(ax, 100.0 * np.asarray(values), f"{metric} change (points)",
                          f"{metric.capitalize()} change, head removed alone", diverging=True, fmt="{:+.1f}")
