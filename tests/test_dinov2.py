@@ -14,11 +14,11 @@ pytest.importorskip("timm", reason="parity tests need the test extra: pip instal
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402
+from helpers import max_abs, random_images, timm_forward, timm_reference  # noqa: E402  (imports Keras first)
 from vit_tf import registry  # noqa: E402
 from vit_tf.formats import read_checkpoint  # noqa: E402
 from vit_tf.layers import resample_grid  # noqa: E402
 from vit_tf.weights import timm_state_dict  # noqa: E402
-from helpers import max_abs, random_images, timm_forward, timm_reference  # noqa: E402
 
 OUT_TOL, ATTN_TOL, POS_TOL = 1e-4, 1e-5, 1e-5
 SMALL = dict(depth=2, img_size=56, embed_dim=48, num_heads=3)  # 4x4 grid of 14-px patches
@@ -198,3 +198,29 @@ def test_old_configs_still_load():
     model = vit_tf.VisionTransformer(old)
     assert model.config.num_prefix_tokens == 1 and model.reg_token is None
     assert model.get_layer("transformer_block_0").ls1 is None and model.pos_embed.shape == (1, 17, 48)
+
+
+@pytest.mark.parametrize("arch,prefix", [("vit_small_patch14_dinov2", 1), ("vit_small_patch14_reg4_dinov2", 5)])
+def test_token_norms_random_weights(arch, prefix):
+    """(B, blocks, T) with T counting the registers; the norms are the hidden states' L2 norms; registers are never
+    flagged, and a token planted far above the rest is, at its grid position."""
+    from vit_tf.analysis.norms import high_norm_tokens, token_norms
+
+    model = vit_tf.create_model(arch, depth=3, embed_dim=48, num_heads=3, mlp_dim=96, img_size=56)
+    assert model.config.num_prefix_tokens == prefix
+    images = random_images(2, 42, 56)  # a 3 x 4 grid
+    norms = token_norms(model, images)
+    assert norms.shape == (2, 3, prefix + 12) and norms.dtype == np.float32
+    _, _, hidden = model.forward_features(images, return_hidden=True)
+    np.testing.assert_allclose(norms[:, 1], np.linalg.norm(np.asarray(hidden[1]), axis=-1), rtol=1e-6)
+    np.testing.assert_array_equal(token_norms(hidden, blocks=[-1]), norms[:, -1:])
+    planted = norms.copy()
+    planted[:, :, :prefix] = 1e6  # prefix tokens (class, registers) are not patches: never flagged
+    planted[1, 2, prefix + 6] = 50 * np.median(norms[1, 2])
+    mask, limit = high_norm_tokens(planted, num_prefix_tokens=prefix, grid_size=(3, 4))
+    assert mask.shape == (2, 3, 3, 4) and limit.shape == (2, 3)
+    assert mask.sum() == 1 and mask[1, 2, 1, 2]
+    fixed, _ = high_norm_tokens(planted[:, -1], num_prefix_tokens=prefix, threshold=float(planted.max()) - 1)
+    assert fixed.shape == (2, 12) and fixed.sum() == 0  # only the prefix reaches the threshold, and it is excluded
+    with pytest.raises(ValueError, match="num_prefix_tokens=17 does not fit"):
+        high_norm_tokens(norms, num_prefix_tokens=17)
