@@ -497,8 +497,8 @@ class Explorer:
 
     Args:
         models: registry names, directories written by `vit-tf convert`, or `VisionTransformer` objects (offered as
-            "<weight_name or name> (given model)", weights as given), listed first in the model box; the first is
-            the default (else `DEFAULT_MODEL`).
+            "<weight_name or name> (given model)", or as the label of a (label, model) pair; weights as given),
+            listed first in the model box; the first is the default (else `DEFAULT_MODEL`).
         checkpoint: default local checkpoint for a registry name.
         random_weights, seed: default of the random-weights tick (offline smoke test) and its seed.
         max_pixels: decoded pixels allowed per image; max_upload_bytes: bytes allowed per upload.
@@ -513,10 +513,13 @@ class Explorer:
         for m in models:
             if isinstance(m, str):
                 names.append(m)
+                continue
+            if isinstance(m, tuple):
+                label, m = m
             else:  # labelled apart from registry names, which build the architecture afresh
                 label = f"{getattr(m, 'weight_name', None) or m.name} (given model)"
-                self.objects[label] = m
-                names.append(label)
+            self.objects[label] = m
+            names.append(label)
         self.default_model = names[0] if names else DEFAULT_MODEL
         self.model_names = list(dict.fromkeys(names + [DEFAULT_MODEL] + self._registry()))
         self.checkpoint, self.random_weights, self.seed = checkpoint, random_weights, seed
@@ -526,7 +529,7 @@ class Explorer:
         self._samples: Dict[str, np.ndarray] = {}
         self._digests: Dict[tuple, str] = {}
         self._load_lock, self._run_lock, self._compute_lock = threading.Lock(), threading.Lock(), threading.Lock()
-        self._downloads = tempfile.mkdtemp(prefix="vit-tf-app-")
+        self._downloads: Optional[str] = None  # made on the first download, removed by close()
         self._download_dirs: collections.deque = collections.deque()
 
     @staticmethod
@@ -537,7 +540,9 @@ class Explorer:
 
     def close(self):
         """Remove the downloads' temporary folder."""
-        shutil.rmtree(self._downloads, ignore_errors=True)
+        if self._downloads is not None:
+            shutil.rmtree(self._downloads, ignore_errors=True)
+            self._downloads = None
 
     # -- models --------------------------------------------------------------------------------------------------
     def spec(self, name, checkpoint=None, random_weights=None, seed=None) -> ModelSpec:
@@ -685,6 +690,8 @@ class Explorer:
         figures["patch_attention"] = plotting.heatmaps_figure(
             run.image, patch, token=run.num_prefix_tokens + r * run.grid_size[1] + c,
             title=f"{run.model.label}: block {b}, attention of patch ({r}, {c}) per head")
+        if self._downloads is None:
+            self._downloads = tempfile.mkdtemp(prefix="vit-tf-app-")
         folder = tempfile.mkdtemp(dir=self._downloads)
         self._download_dirs.append(folder)
         while len(self._download_dirs) > 8:
@@ -884,8 +891,9 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
                     picture = gr.Image(label="Model input: click a patch", type="numpy", format="png",
                                        interactive=False, elem_id="input-image", buttons=["download", "fullscreen"])
                     prediction = gr.Label(num_top_classes=5, label="Top-5", elem_id="prediction")
-                patch_picture = gr.Image(label="Where the clicked patch attends, per head", format="png",
-                                         interactive=False, elem_id="patch-image", buttons=["download", "fullscreen"])
+                gr.Markdown("**Where the clicked patch attends, per head** (block below)")
+                patch_picture = gr.Image(format="png", interactive=False, show_label=False, elem_id="patch-image",
+                                         buttons=["download", "fullscreen"])
         with gr.Row():
             block = gr.Slider(0, depth - 1, value=depth - 1, step=1, label="Block (heads, masks, patch)",
                               elem_id="block")
