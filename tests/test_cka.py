@@ -291,3 +291,10 @@ def test_cka_figure(tmp_path):
     assert labels[0] == "embedding (constant)" and labels[-1] == "norm" and len(labels) <= 17
     with pytest.raises(ValueError, match="layer names"):
         cka_figure(values, names[:3], names)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(C, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0

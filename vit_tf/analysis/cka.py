@@ -247,7 +247,7 @@ class MinibatchCKA:
         return [int(i) for i in np.flatnonzero(self_x <= 0)], [int(i) for i in np.flatnonzero(self_y <= 0)]
 
 
-# -- which tokens: one feature vector per image -------------------------------------------------------------------------
+# -- which tokens: one feature vector per image ----------------------------------------------------------------------
 def token_span(choice: str, num_prefix_tokens: int, num_register_tokens: int = 0) -> Tuple[int, Optional[int], str]:
     """Where a token choice lies in timm's token order (class, then distillation or registers, then patches).
 
@@ -387,7 +387,8 @@ def keras_representations(model, layer_names: Optional[Sequence[str]] = None) ->
         for y in result:
             y = tf.convert_to_tensor(y)
             rank = y.shape.rank
-            pooled.append(tf.reduce_mean(tf.cast(y, tf.float64), axis=list(range(1, rank - 1))) if rank > 2 else y)
+            spatial = list(range(1, rank - 1))
+            pooled.append(tf.reduce_mean(tf.cast(y, tf.float64), axis=spatial) if spatial else y)
         return pooled
 
     return Representations(layer_names, ["pooled"] * len(layer_names), fn, model.name)

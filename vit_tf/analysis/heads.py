@@ -134,8 +134,6 @@ class HeadStatistics:
 
     def __init__(self, model, *, importance: bool = True, ablation: bool = True, entropy: bool = True,
                  queries: str = "all"):
-        import tensorflow as tf
-
         from .distance import RunningMoments
 
         c = model.config
