@@ -199,3 +199,27 @@ def test_multiworker_strategy_with_two_processes_on_localhost(tmp_path):
     for r in results:  # every worker sees the global result: all 10 images, the single-device moments
         assert r["count"] == 10 and r["mean_err"] < 1e-5 and r["std_err"] < 1e-5, r
     assert [r["chief"] for r in results] == [True, False]
+
+
+def test_distance_command_dtype_and_strategy(tmp_path):
+    """`vit-tf distance --dtype bfloat16` stays close to float32; `--strategy mirrored` gives the same numbers."""
+    from PIL import Image
+
+    from vit_tf.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(
+            folder / f"{i}.jpg")
+    runs = {}
+    for label, extra in (("f32", []), ("bf16", ["--dtype", "bfloat16"]), ("mirrored", ["--strategy", "mirrored"])):
+        out = tmp_path / label
+        assert main(["distance", str(folder), "--model", "vit_tiny_patch16_224", "--random-weights",
+                     "--batch-size", "2", "--out", str(out), *extra]) == 0
+        report = json.loads((out / "distances.json").read_text())
+        runs[label] = report["models"][0]
+    assert runs["bf16"]["dtype"] == "bfloat16" and runs["f32"]["images"] == runs["bf16"]["images"] == 5
+    f32 = np.asarray(runs["f32"]["mean"])
+    np.testing.assert_allclose(np.asarray(runs["mirrored"]["mean"]), f32, atol=1e-4)
+    assert float(np.max(np.abs(np.asarray(runs["bf16"]["mean"]) - f32))) < 0.5  # pixels, of ~100

@@ -1,13 +1,19 @@
 """Analysis of Vision Transformer attention and embeddings: the probes of the keras.io example "Investigating
 Vision Transformer representations" (Gosthipaty & Paul, 2022) and of timm's attention-map recipe.
 
+Beyond the example: attention reduced inside the forward pass (`graph`), layer similarity by CKA (`cka`) and head
+importance, ablation and entropy (`heads`).
+
 Pure functions: arrays in (NumPy, TF or torch tensors; our models' attention dicts), NumPy arrays out. Any batch
 size and grid shape; prefix tokens (class, distillation) are always passed explicitly as `num_prefix_tokens`.
 Figures are drawn by `vit_tf.plotting`.
 """
 
+from .cka import LayerSimilarity, MinibatchCKA, layer_cka, linear_cka, token_features
 from .distance import RunningMoments, accumulate_mean_distance, mean_attention_distance, patch_distance_matrix
 from .embeddings import patch_filter_pca, patch_filters, position_embedding_cosine, position_embedding_similarity
+from .graph import GraphAnalysis, dataset_mean_distance
+from .heads import HeadResult, attention_entropy, head_ablation, head_importance, head_statistics
 from .heatmaps import (apply_mask, attention_grid, attention_mass_mask, colorize, display_images, normalize_map,
                        overlay, resize_maps, token_attention)
 from .images import iter_batches, list_images, load_image, prepare
@@ -16,6 +22,8 @@ from .rollout import attention_rollout, discard_lowest, fuse_heads, rollout_matr
 from .sources import KerasSource, SavedModelSource, TimmSource, attention_source, import_timm
 
 __all__ = [
+    "GraphAnalysis", "HeadResult", "LayerSimilarity", "MinibatchCKA", "attention_entropy", "dataset_mean_distance",
+    "head_ablation", "head_importance", "head_statistics", "layer_cka", "linear_cka", "token_features",
     "KerasSource", "ProbeResult", "RunningMoments", "SavedModelSource", "TimmSource", "accumulate_mean_distance",
     "apply_mask", "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "colorize",
     "discard_lowest", "display_images", "fuse_heads", "imagenet_class_names", "import_timm", "iter_batches",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -86,3 +86,43 @@ def iter_batches(paths: Sequence[str], recipe, patch_size: int, batch_size: int 
             batch, names = [], []
     if batch:
         yield np.stack(batch), names
+
+
+def prefetch(iterator: Iterable, depth: int = 2) -> Iterator:
+    """Run `iterator` in a background thread, `depth` items ahead, so that decoding the next batch (PIL releases
+    the GIL) overlaps the forward pass of the current one. Items come out in order; an error in the producer is
+    raised in the consumer."""
+    import queue
+    import threading
+
+    items: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((True, done))
+        except BaseException as e:  # handed to the consumer
+            items.put((False, e))
+
+    thread = threading.Thread(target=produce, daemon=True, name="vit_tf-prefetch")
+    thread.start()
+    try:
+        while True:
+            ok, item = items.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()

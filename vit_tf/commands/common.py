@@ -84,6 +84,26 @@ def add_analysis_arguments(parser, out_help: str, multiple: bool = False):
     parser.add_argument("--out", required=True, help=out_help)
 
 
+DTYPES = ("float32", "bfloat16", "float16", "mixed_bfloat16", "mixed_float16")
+
+
+def add_compute_arguments(parser, strategy: bool = False):
+    """--dtype (and --strategy for dataset commands)."""
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="compute dtype of the blocks; attention, softmax and outputs stay float32")
+    if strategy:
+        parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
+                            help="tf.distribute: mirrored = every local GPU (or the CPU); multiworker = hosts "
+                                 "listed in TF_CONFIG, each running this same command")
+
+
+def with_dtype(net, dtype: str):
+    """The loaded model in `--dtype` (same weights and recipe)."""
+    from ..factory import rebuild
+
+    return rebuild(net, dtype=None if dtype == "float32" else dtype)
+
+
 # -- checks before TensorFlow is loaded ------------------------------------------------------------------------------
 def _nearest_existing(path: str) -> str:
     path = os.path.abspath(path)

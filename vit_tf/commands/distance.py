@@ -14,8 +14,8 @@ import os
 import re
 import sys
 
-from .common import (add_analysis_arguments, check_model, check_output_dir, figure_label, load_for_analysis,
-                     non_negative_int, output_directory, positive_int, write_text)
+from .common import (add_analysis_arguments, add_compute_arguments, check_model, check_output_dir, figure_label,
+                     load_for_analysis, non_negative_int, output_directory, positive_int, with_dtype, write_text)
 
 DEFAULT_DPI = 150
 
@@ -28,6 +28,7 @@ def add_parser(subparsers):
                     "distances.csv, distances.json and the plots into --out once every model is done.")
     p.add_argument("image_dir", help="folder of images")
     add_analysis_arguments(p, "output folder", multiple=True)
+    add_compute_arguments(p, strategy=True)
     p.add_argument("--num-images", type=non_negative_int, default=1000,
                    help="use the first N readable images in sorted order (0: all)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
@@ -65,8 +66,13 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .. import plotting
-    from ..analysis import KerasSource, RunningMoments, accumulate_mean_distance, iter_batches, list_images
+    from ..analysis import RunningMoments, iter_batches, list_images
     from ..analysis.distance import patch_distance_matrix
+    from ..analysis.graph import dataset_mean_distance
+    from ..analysis.images import prefetch
+    from ..distribute import is_chief, make_strategy
+
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede other TensorFlow work
 
     paths = list_images(args.image_dir)
     limit = args.num_images or None
@@ -75,7 +81,8 @@ def run(args) -> int:
 
     for model_name in args.model:
         net, recipe, info = load_for_analysis(model_name, args.checkpoint, args.random_weights, args.seed)
-        source = KerasSource(net)
+        net = with_dtype(net, args.dtype)
+        patch_size, num_prefix_tokens = net.config.patch_size, net.config.num_prefix_tokens
 
         def on_skip(path, reason):
             if path not in skipped:
@@ -84,20 +91,28 @@ def run(args) -> int:
 
         total = len(paths) if limit is None else min(limit, len(paths))
         with tqdm(total=total, desc=info["name"], unit="img", file=sys.stderr) as bar:
-            batches = (x for x, _ in iter_batches(paths, recipe, source.patch_size, args.batch_size, limit,
-                                                  on_skip=on_skip, on_item=lambda: bar.update(1)))
-            stats = accumulate_mean_distance(source, batches, renormalize=args.renormalize,
-                                             stats=RunningMoments())
+            # Decoding runs a batch ahead in a thread; the forward pass and the reduction run in one tf.function
+            # and only (B, blocks, heads) leaves the device.
+            batches = prefetch(x for x, _ in iter_batches(paths, recipe, patch_size, args.batch_size, limit,
+                                                          on_skip=on_skip, on_item=lambda: bar.update(1)))
+            if strategy is not None:
+                import tensorflow as tf
+
+                h, w = recipe.input_size
+                batches = tf.data.Dataset.from_generator(
+                    lambda b=batches: b, output_signature=tf.TensorSpec((None, h, w, 3), tf.float32))
+            stats = dataset_mean_distance(net, batches, renormalize=args.renormalize, strategy=strategy,
+                                          stats=RunningMoments())
         if stats.count == 0:
             raise ValueError(f"no readable images in {args.image_dir} ({len(skipped)} files skipped)")
-        grid = tuple(s // source.patch_size for s in recipe.input_size)
+        grid = tuple(s // patch_size for s in recipe.input_size)
         results.append({
             "name": info["name"], "label": figure_label(info), "slug": _slug(info["name"], used),
-            "weights": info["source"], "images": stats.count, "patch_size": source.patch_size,
-            "num_prefix_tokens": source.num_prefix_tokens, "input_size": list(recipe.input_size),
-            "uniform_attention": float(patch_distance_matrix(grid, source.patch_size).mean()),
+            "weights": info["source"], "images": stats.count, "patch_size": patch_size,
+            "num_prefix_tokens": num_prefix_tokens, "dtype": args.dtype, "input_size": list(recipe.input_size),
+            "uniform_attention": float(patch_distance_matrix(grid, patch_size).mean()),
             "mean": stats.mean, "std": stats.std})
-        del net, source
+        del net
 
     rows = io.StringIO()
     w = csv.writer(rows)
@@ -122,6 +137,10 @@ def run(args) -> int:
         "skipped": [{"path": p, "reason": why} for p, why in skipped.items()],
         "figures": {k: filename for k, (filename, _) in figures.items()},
     }
+    if not is_chief(strategy):  # every worker holds the global result; the chief writes it
+        names = ", ".join(r["name"] for r in results)
+        print(f"{names}: this worker's share is done; the chief worker writes {args.out}")
+        return 0
     with output_directory(args.out) as tmp:  # made only now: nothing is left behind by a failure before
         write_text(os.path.join(tmp, "distances.csv"), rows.getvalue())
         for filename, fig in figures.values():

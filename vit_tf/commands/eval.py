@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from .common import (add_model_arguments, check_input_file, check_model, check_output_file, load_model, positive_int,
-                     write_text)
+from .common import (add_compute_arguments, add_model_arguments, check_input_file, check_model, check_output_file,
+                     load_model, positive_int, with_dtype, write_text)
 
 
 def add_parser(subparsers):
@@ -29,6 +29,7 @@ def add_parser(subparsers):
     p.add_argument("--output", default=None,
                    help="also write the JSON result to this file (under a temporary name, renamed when complete)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_compute_arguments(p, strategy=True)
     p.set_defaults(func=run, check=check)
     return p
 
@@ -50,15 +51,18 @@ def check(args):
 
 
 def run(args) -> int:
+    from ..distribute import is_chief, make_strategy
     from ..evaluation import evaluate_imagenet
 
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede other TensorFlow work
     model, recipe, info = load_model(args.model, args.checkpoint)
+    model = with_dtype(model, args.dtype)
     result = evaluate_imagenet(model, recipe, args.data, batch_size=args.batch_size, labels=args.labels,
                                label_format=args.label_format, meta=args.meta, limit=args.limit,
-                               progress=not args.quiet)
-    result = {"model": info["name"], "source": info["source"], **result}
+                               progress=not args.quiet, strategy=strategy)
+    result = {"model": info["name"], "source": info["source"], "dtype": args.dtype, **result}
     text = json.dumps(result, indent=2)
-    if args.output:
+    if args.output and is_chief(strategy):
         write_text(args.output, text + "\n")
     print(text)
     return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from .common import (add_analysis_arguments, check_block, check_image, check_model, check_output_dir, check_token,
-                     figure_label, load_for_analysis, model_config, non_negative_int, output_directory,
-                     positive_int, unit_interval, write_text)
+from .common import (add_analysis_arguments, add_compute_arguments, check_block, check_image, check_model,
+                     check_output_dir, check_token, figure_label, load_for_analysis, model_config, non_negative_int, output_directory,
+                     positive_int, unit_interval, with_dtype, write_text)
 
 SAMPLE_IMAGE = "china.jpg"  # scikit-learn's bundled sample photo
 HEAD_FUSIONS = ("mean", "max", "min")  # vit_tf.analysis.rollout.HEAD_FUSIONS (not imported: it loads NumPy)
@@ -42,6 +42,7 @@ def add_parser(subparsers):
     p.add_argument("--mask-keep", type=unit_interval(low_open=True), default=0.6,
                    help="attention mass kept by the DINO-style masks")
     p.add_argument("--dpi", type=positive_int, default=DEFAULT_DPI, help="figure resolution (pixels per inch)")
+    add_compute_arguments(p)
     p.set_defaults(func=run, check=check)
     return p
 
@@ -66,6 +67,7 @@ def run(args) -> int:
     from ..analysis import prepare, probe
 
     net, recipe, info = load_for_analysis(args.model, args.checkpoint, args.random_weights, args.seed)
+    net = with_dtype(net, args.dtype)
     _check_options(args, net.config, info["name"])
     image = args.image if args.image is not None else sample_image()
     x, display = prepare(image, recipe, net.config.patch_size)
@@ -73,7 +75,7 @@ def run(args) -> int:
                    discard_ratio=args.discard_ratio, start_block=args.start_block, heatmap_block=args.block,
                    mask_keep=args.mask_keep)
     figures = plotting.render_probe_figures(result, label=figure_label(info))
-    summary = {"image": args.image or f"sklearn.datasets.load_sample_image({SAMPLE_IMAGE!r})",
+    summary = {"dtype": args.dtype, "image": args.image or f"sklearn.datasets.load_sample_image({SAMPLE_IMAGE!r})",
                "weights": info["source"], **result.summary(), "model": info["name"],
                "figures": {name: f"{name}.png" for name in figures}}
     with output_directory(args.out) as tmp:  # made only now: nothing is left behind by a failure before
