@@ -31,7 +31,6 @@ Fixes over the published code, which handles one image and the class token only:
 
 from __future__ import annotations
 
-import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -45,6 +44,31 @@ CLASS_AGNOSTIC = ("attention", "rollout")  # `target` does not change these maps
 ROLLOUT_TYPE = ("rollout", "grad_rollout", "gae", "transformer_attribution")  # products over blocks
 
 _EPS = 1e-9  # the stabiliser of Chefer et al.'s safe_divide
+_CACHE = "_vit_tf_explain_functions"  # attribute holding a model's traced functions
+
+
+def compiled(model, name: str, build):
+    """`tf.function(build(model))` made once per model and name (batch sizes vary without retracing). The
+    explanations and faithfulness tests run dozens of passes per batch; traced, they do not pay Python's
+    per-layer overhead each time. Kept on the model itself (set past Keras's attribute tracking), so they go
+    with it when it is freed."""
+    import tensorflow as tf
+
+    fns = model.__dict__.get(_CACHE)
+    if fns is None:
+        fns = {}
+        object.__setattr__(model, _CACHE, fns)
+    if name not in fns:
+        fns[name] = tf.function(build(model), reduce_retracing=True)
+    return fns[name]
+
+
+def _build_logits(model):
+    import tensorflow as tf
+
+    def logits(images):
+        return tf.cast(model(images, training=False, return_attention=False)[0], tf.float32)
+    return logits
 
 
 # -- inputs and targets ------------------------------------------------------------------------------------------
@@ -109,16 +133,31 @@ def attention_gradients(model, images, target=None) -> Tuple[np.ndarray, np.ndar
 
     _check_classifier(model)
     x, _ = _images(model, images)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(x)
-        logits, attention = model(x, training=False, return_attention=True)
-        keys = [f"transformer_block_{i}_att" for i in range(model.config.depth)]
-        targets = resolve_targets(logits.numpy(), target)
-        y = _selected_logit(logits, targets)
-    maps = [attention[k] for k in keys]
-    grads = tape.gradient(y, maps, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return (logits.numpy(), targets, [check_finite(k, m.numpy()) for k, m in zip(keys, maps)],
+    logits = compiled(model, "logits", _build_logits)(x).numpy()
+    targets = resolve_targets(logits, target)
+    keys = [f"transformer_block_{i}_att" for i in range(model.config.depth)]
+    maps, grads = compiled(model, "attention_gradients", _build_attention_gradients)(x, tf.constant(targets))
+    return (logits, targets, [check_finite(k, m.numpy()) for k, m in zip(keys, maps)],
             [check_finite(f"gradient of {k}", g.numpy()) for k, g in zip(keys, grads)])
+
+
+def _build_attention(model):
+    def fn(images):
+        return model(images, training=False, return_attention=True)[1]
+    return fn
+
+
+def _build_attention_gradients(model):
+    import tensorflow as tf
+
+    def fn(images, classes):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(images)
+            logits, attention = model(images, training=False, return_attention=True)
+            y = tf.reduce_sum(tf.gather(tf.cast(logits, tf.float32), classes, axis=1, batch_dims=1))
+        maps = [attention[f"transformer_block_{i}_att"] for i in range(model.config.depth)]
+        return maps, tape.gradient(y, maps, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return fn
 
 
 # -- the attention-gradient methods (pure: arrays in, arrays out) ------------------------------------------------
@@ -319,6 +358,77 @@ def traced_forward(model, images) -> Tuple[object, Dict[str, object]]:
     return _head(model, tokens), {"blocks": blocks, "tokens": tokens, "out": x}
 
 
+def float64_forward(model, images) -> Tuple[object, Dict[str, object]]:
+    """The model's eval forward pass recomputed in float64 from its weights (patch convolution, position
+    embeddings, LayerNorm, Dense, exact GELU, softmax, LayerScale, head), with the same record as
+    `traced_forward`. LRP divides by pre-activations that cross zero, which amplifies float32 rounding about a
+    thousandfold; the float64 replica keeps the relevance reproducible (tested against `model(images)`).
+    Position embeddings resampled to another grid are resampled in float32 first, as the model does."""
+    import tensorflow as tf
+
+    from ..layers import resample_grid
+
+    _check_classifier(model)
+    c = model.config
+    f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
+    p = c.patch_size
+    x = tf.convert_to_tensor(images)
+    proj = model.patch_embed.proj
+    t = tf.nn.conv2d(f64(x), f64(proj.kernel), strides=p, padding="VALID") + f64(proj.bias)
+    b, gh, gw = t.shape[0], t.shape[1], t.shape[2]
+    t = tf.reshape(t, (b, gh * gw, c.embed_dim))
+    n_pos = c.num_pos_prefix_tokens
+    pos = tf.cast(model.pos_embed, tf.float32)
+    grid = tf.reshape(pos[:, n_pos:], (1, *c.grid_size, c.embed_dim))
+    if (gh, gw) != tuple(c.grid_size):
+        grid = resample_grid(grid, (gh, gw), c.pos_embed_interpolation)
+    t = t + f64(tf.reshape(grid, (1, -1, c.embed_dim)))
+    prefix = tf.concat([f64(v) for v in (model.cls_token, model.dist_token, model.reg_token) if v is not None], 1)
+    if n_pos:
+        prefix = prefix + f64(model.pos_embed)[:, :n_pos]
+    h = tf.concat([tf.tile(prefix, (b, 1, 1)), t], axis=1)
+
+    def norm(layer, v):
+        mean, var = tf.nn.moments(v, axes=[-1], keepdims=True)
+        return (v - mean) * tf.math.rsqrt(var + layer.epsilon) * f64(layer.gamma) + f64(layer.beta)
+
+    def dense(layer, v):
+        out = tf.tensordot(v, f64(layer.kernel), 1)
+        return out + f64(layer.bias) if layer.use_bias else out
+
+    blocks = []
+    for block in model.blocks:
+        if block.mlp_type != "gelu":
+            raise ValueError(f"LRP supports the GELU MLP only, not {block.mlp_type!r}")
+        attn, n = block.attn, h.shape[1]
+        n1 = norm(block.norm1, h)
+        qkv = tf.reshape(dense(attn.qkv, n1), (b, n, 3, attn.num_heads, attn.head_dim))
+        q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)
+        a = tf.nn.softmax(tf.matmul(q * attn.scale, k, transpose_b=True), axis=-1)
+        ctx = tf.reshape(tf.transpose(tf.matmul(a, v), (0, 2, 1, 3)), (b, n, attn.dim))
+        y = dense(attn.proj, ctx)
+        if block.ls1 is not None:
+            y = y * f64(block.ls1.gamma)
+        mid = h + y
+        n2 = norm(block.norm2, mid)
+        g = tf.nn.gelu(dense(block.mlp.fc1, n2), approximate=False)
+        m = dense(block.mlp.fc2, g)
+        if block.ls2 is not None:
+            m = m * f64(block.ls2.gamma)
+        blocks.append(dict(x=h, n1=n1, q=q, k=k, v=v, a=a, ctx=ctx, y=y, mid=mid, n2=n2, g=g, m=m))
+        h = mid + m
+    tokens = norm(model.norm, h)
+    if c.head_type not in ("token", "distilled"):
+        raise ValueError(f"head type {c.head_type!r} is not supported here (only 'token' and 'distilled')")
+    head_in = tokens[:, 0]
+    if model.pre_logits is not None:
+        head_in = tf.tanh(dense(model.pre_logits, head_in))
+    logits = dense(model.head, head_in)
+    if model.head_dist is not None:
+        logits = (logits + dense(model.head_dist, tokens[:, 1])) / 2
+    return logits, {"blocks": blocks, "tokens": tokens, "out": h, "head_in": head_in}
+
+
 def token_gradients(model, images, target=None, *, block: int = -1, site: str = "input"):
     """Token features at one point of the network and the target logit's gradient there.
 
@@ -414,7 +524,7 @@ def attention_relevance(model, trace, targets, start_block: int = 0) -> List[Opt
     relevance unchanged), attention output projection, A @ V and Q @ K^T (`_lrp_matmul`, each half), qkv linear.
 
     A distilled head (mean of two linear heads) is one linear layer over [class token, distillation token] with
-    weights [W, W_dist] / 2. Computed in float64 from the traced forward pass.
+    weights [W, W_dist] / 2. `trace` is `float64_forward`'s record (any record of the same form works).
 
     Returns:
         [(B, heads, T, T) relevance of A_l] for each block, None below `start_block`.
@@ -435,7 +545,7 @@ def attention_relevance(model, trace, targets, start_block: int = 0) -> List[Opt
     else:
         picked = tokens[:, :1]  # (B, 1, D): the class token
         if model.pre_logits is not None:  # Dense + tanh; tanh passes relevance unchanged
-            pre = f64(model.pre_logits(trace["tokens"][:, 0]))
+            pre = f64(trace["head_in"])
             r_head = _lrp_linear(tokens[:, 0], f64(model.pre_logits.kernel),
                                  _lrp_linear(pre, f64(model.head.kernel), r))
         else:
@@ -470,31 +580,31 @@ def attention_relevance(model, trace, targets, start_block: int = 0) -> List[Opt
 
 
 # -- pixel gradients -----------------------------------------------------------------------------------------------
-_PIXEL_GRADIENT = weakref.WeakKeyDictionary()  # model -> its traced pixel-gradient function
+def _build_pixel_gradient(model):
+    import tensorflow as tf
+
+    def gradient(images, classes):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(images)
+            logits, _ = model(images, training=False, return_attention=False)
+            y = tf.reduce_sum(tf.gather(tf.cast(logits, tf.float32), classes, axis=1, batch_dims=1))
+        return tape.gradient(y, images)
+    return gradient
 
 
 def _pixel_gradient(model, x, targets) -> np.ndarray:
-    """d logits[b, targets[b]] / d x for float32 images x (B, H, W, 3), in one traced function per model (the
-    dozens of passes of integrated gradients and SmoothGrad would otherwise pay Python's per-layer overhead)."""
+    """d logits[b, targets[b]] / d x for float32 images x (B, H, W, 3)."""
     import tensorflow as tf
 
-    fn = _PIXEL_GRADIENT.get(model)
-    if fn is None:
-        def gradient(images, classes):
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(images)
-                logits, _ = model(images, training=False, return_attention=False)
-                y = tf.reduce_sum(tf.gather(tf.cast(logits, tf.float32), classes, axis=1, batch_dims=1))
-            return tape.gradient(y, images)
-
-        fn = _PIXEL_GRADIENT[model] = tf.function(gradient, reduce_retracing=True)
-    grad = fn(tf.convert_to_tensor(x, tf.float32), tf.constant(targets, tf.int64))
+    grad = compiled(model, "pixel_gradient", _build_pixel_gradient)(tf.convert_to_tensor(x, tf.float32),
+                                                                     tf.constant(targets, tf.int64))
     return check_finite("pixel gradient", grad.numpy().astype(np.float64))
 
 
 def _logits(model, x) -> np.ndarray:
-    logits, _ = model(x, training=False, return_attention=False)
-    return np.asarray(logits, np.float64)
+    import tensorflow as tf
+
+    return np.asarray(compiled(model, "logits", _build_logits)(tf.convert_to_tensor(x, tf.float32)), np.float64)
 
 
 def integrated_gradients(model, images, target=None, *, steps: int = 50, baseline=0.0) -> Tuple[np.ndarray,
@@ -606,7 +716,7 @@ def explain(model, images, method: str, target=None, **options) -> np.ndarray:
         block = options.get("block", -1)
         if not -c.depth <= block < c.depth:
             raise ValueError(f"block {block} is out of range for {c.depth} blocks")
-        _, attention = model(x, training=False, return_attention=True)
+        attention = compiled(model, "attention", _build_attention)(x)
         if method == "attention":
             a = check_finite("attention", attention[f"transformer_block_{block % c.depth}_att"].numpy())
             index = token_index(token, prefix, a.shape[-1])
@@ -642,7 +752,7 @@ def explain(model, images, method: str, target=None, **options) -> np.ndarray:
     start_block = options.get("start_block", 0)
     if not -c.depth <= start_block < c.depth:
         raise ValueError(f"start_block {start_block} is out of range for {c.depth} blocks")
-    _, trace = traced_forward(model, x)
+    _, trace = float64_forward(model, x)
     relevance = attention_relevance(model, trace, targets, start_block)
     return attribution_rollout_map(relevance, gradients, num_prefix_tokens=prefix, grid_size=grid, token=token,
                                    start_block=start_block)

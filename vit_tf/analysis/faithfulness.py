@@ -41,12 +41,12 @@ AUC conventions (tested on hand-computed curves):
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
 from ._arrays import check_finite, to_numpy
+from .explain import _build_logits, compiled
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FILLS = ("zero", "blur", "road")
@@ -79,32 +79,20 @@ def rise_auc(scores) -> np.ndarray:
 
 
 # -- the model on a subset of patch tokens --------------------------------------------------------------------------
-_COMPILED = weakref.WeakKeyDictionary()  # model -> {"logits": fn, "subset": fn}
-
-
-def _compiled(model, name: str):
-    """Traced forward functions per model: the tests run dozens of passes per batch, which Python's per-layer
-    overhead would otherwise dominate on small models."""
+def _build_subset(model):
     import tensorflow as tf
 
     from .explain import _head
 
-    fns = _COMPILED.setdefault(model, {})
-    if name not in fns:
-        if name == "logits":
-            def fn(images):
-                return tf.cast(model(images, training=False, return_attention=False)[0], tf.float32)
-        else:
-            def fn(images, keep):
-                tokens = model._embed(images, False)
-                p = model.config.num_prefix_tokens
-                patches = tf.gather(tokens[:, p:], keep, axis=1, batch_dims=1)
-                h = tf.concat([tokens[:, :p], patches], axis=1)
-                for block in model.blocks:
-                    h, _ = block(h, training=False, return_attention=False)
-                return tf.cast(_head(model, model.norm(h)), tf.float32)
-        fns[name] = tf.function(fn, reduce_retracing=True)
-    return fns[name]
+    def fn(images, keep):
+        tokens = model._embed(images, False)
+        p = model.config.num_prefix_tokens
+        patches = tf.gather(tokens[:, p:], keep, axis=1, batch_dims=1)
+        h = tf.concat([tokens[:, :p], patches], axis=1)
+        for block in model.blocks:
+            h, _ = block(h, training=False, return_attention=False)
+        return tf.cast(_head(model, model.norm(h)), tf.float32)
+    return fn
 
 
 def forward_token_subset(model, images, keep) -> np.ndarray:
@@ -135,7 +123,7 @@ def forward_token_subset(model, images, keep) -> np.ndarray:
         raise ValueError(f"keep must be (B, K) or (K,), got {keep.shape} for {b} images")
     if keep.size and (keep.min() < 0 or keep.max() >= n):
         raise ValueError(f"keep holds patch indices outside 0..{n - 1}")
-    logits = _compiled(model, "subset")(tf.constant(x), tf.constant(np.ascontiguousarray(keep)))
+    logits = compiled(model, "subset", _build_subset)(tf.constant(x), tf.constant(np.ascontiguousarray(keep)))
     return np.asarray(logits, np.float64)
 
 
@@ -281,7 +269,8 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
 def _logits(model, images) -> np.ndarray:
     import tensorflow as tf
 
-    return np.asarray(_compiled(model, "logits")(tf.constant(np.asarray(images, np.float32))), np.float64)
+    return np.asarray(compiled(model, "logits", _build_logits)(tf.constant(np.asarray(images, np.float32))),
+                      np.float64)
 
 
 def _setup(model, images, maps, removal):
