@@ -330,14 +330,16 @@ def test_class_agnostic_methods_are_the_attention_and_the_rollout(deit):
 PATCH = 5  # (row 1, col 1) of the 4 x 4 grid
 
 
-def one_patch_model(dtype=None, marker=10.0, sharpness=100.0, seed=0):
+def one_patch_model(dtype=None, marker=10.0, sharpness=100.0, seed=0, head_marker=(2.0, 1.6, 1.2, 0.8, 0.4),
+                    content_scale=0.3, class_key=0.0):
     """Depth 2, one head, width 12, patch 8, 32 x 32 input, 5 classes, built by hand so that the logits depend on
     patch PATCH only: block 0 and both MLPs output zero; in block 1 the class token's query reads its own marker
     dimension and only patch PATCH's key carries the patch marker (softmax logit margin about 100, so its attention
     is one-hot up to exp(-90)); the values copy the marker and the patch's 3 content dimensions into the class
     token, which the head reads. A large +/- pattern in two dimensions of every token keeps the LayerNorms
-    well-conditioned. Every class's weight on the marker dimension is positive, so every class has positive
-    evidence at that patch."""
+    well-conditioned. Every class's weight on the marker dimension (`head_marker`) is positive by default, so every
+    class has positive evidence at that patch. `class_key` > 0 gives the class token a key of its own (a sink, a
+    logit margin ~50 below the patch's), so that with the patch's token dropped it attends to itself."""
     kw = {} if dtype is None else {"dtype": dtype}
     m = vit_tf.create_model("vit_tiny_patch16_224", depth=2, embed_dim=12, num_heads=1, mlp_dim=24, patch_size=8,
                             img_size=32, num_classes=5, **kw)
@@ -358,6 +360,7 @@ def one_patch_model(dtype=None, marker=10.0, sharpness=100.0, seed=0):
     qkv = np.zeros((d, 3 * d), np.float32)
     qkv[1, 0] = sharpness  # query: class marker
     qkv[0, d] = 1.0  # key: patch marker
+    qkv[1, d] = class_key  # key: class marker (a sink when the patch token is absent)
     proj = np.zeros((d, d), np.float32)
     for i in (0, 2, 3, 4):
         qkv[i, 2 * d + i] = 1.0  # values: marker and content
@@ -365,8 +368,8 @@ def one_patch_model(dtype=None, marker=10.0, sharpness=100.0, seed=0):
     m.blocks[1].attn.qkv.kernel.assign(qkv)
     m.blocks[1].attn.proj.kernel.assign(proj)
     head = np.zeros((d, 5), np.float32)
-    head[0] = [2.0, 1.6, 1.2, 0.8, 0.4]
-    head[2:5] = rng.randn(3, 5) * 0.3
+    head[0] = head_marker
+    head[2:5] = rng.randn(3, 5) * content_scale
     m.head.kernel.assign(head)
     return m
 

@@ -250,13 +250,15 @@ def _substrate(images: np.ndarray, fill) -> Optional[np.ndarray]:
     return np.broadcast_to(value, images.shape).copy()
 
 
-def _painted(images, order, count: int, fill, substrate, rng) -> np.ndarray:
-    """Images with the first `count` pixels of each row of `order` replaced."""
+def _painted(images, order, count: int, fill, substrate, seed=0) -> np.ndarray:
+    """Images with the first `count` pixels of each row of `order` replaced. ROAD's noise for every image comes
+    from `default_rng(seed)`, so an image's result does not depend on the batch it is in."""
     b, h, w, c = images.shape
     mask = np.zeros((b, h * w), bool)
     np.put_along_axis(mask, order[:, :count], True, axis=-1)
     if isinstance(fill, str) and fill == "road":
-        return np.stack([noisy_linear_impute(images[i], mask[i].reshape(h, w), rng=rng) for i in range(b)])
+        return np.stack([noisy_linear_impute(images[i], mask[i].reshape(h, w), rng=np.random.default_rng(seed))
+                         for i in range(b)])
     return np.where(mask.reshape(b, h, w, 1), substrate, images)
 
 
@@ -310,7 +312,8 @@ def perturbation_curves(model, images, maps, labels, *, targets=None, mode: str 
         targets: (B,) class whose probability is recorded (default `labels`).
         mode: "positive" removes the most relevant first, "negative" the least relevant first.
         fractions: removed fractions (each in (0, 1)); pixels removed = int(H * W * f), tokens int(N * f).
-        fill, upsample: see the module docstring (pixels only). seed: ROAD's noise.
+        fill, upsample: see the module docstring (pixels only). seed: ROAD's noise (`default_rng((seed, step))`
+            for every image at each step).
     Returns:
         {"fractions": (S + 1,) with 0.0 first, "predicted": (B, S + 1) int64 top-1 classes, "correct": (B, S + 1)
         bool, "probability": (B, S + 1) softmax probability of `targets`}; column 0 is the unperturbed input.
@@ -325,7 +328,6 @@ def perturbation_curves(model, images, maps, labels, *, targets=None, mode: str 
     labels = _classes(labels, b, "labels")
     targets = labels if targets is None else _classes(targets, b, "targets")
     positive = mode == "positive"
-    rng = np.random.default_rng(seed)
     logits = [_logits(model, x)]
     if removal == "tokens":
         order = patch_order(m, positive)
@@ -335,7 +337,8 @@ def perturbation_curves(model, images, maps, labels, *, targets=None, mode: str 
         order = pixel_order(m, p, upsample, positive)
         substrate = _substrate(x, fill)
         hw = x.shape[1] * x.shape[2]
-        logits += [_logits(model, _painted(x, order, int(hw * f), fill, substrate, rng)) for f in fr]
+        logits += [_logits(model, _painted(x, order, int(hw * f), fill, substrate, (seed, step)))
+                   for step, f in enumerate(fr)]
     z = np.stack(logits, axis=1)  # (B, S + 1, classes)
     predicted = z.argmax(-1)
     prob = np.take_along_axis(_probabilities(z), targets[:, None, None], axis=-1)[..., 0]
@@ -394,7 +397,7 @@ def insertion_deletion(model, images, maps, targets, *, mode: str = "deletion", 
         other = _substrate(x, fill)
         start, finish = (x, other) if deleting else (other, x)
         for i in range(math.ceil(n_total / step) + 1):
-            scores.append(_logits(model, _painted(start, order, min(i * step, n_total), fill, finish, None)))
+            scores.append(_logits(model, _painted(start, order, min(i * step, n_total), fill, finish)))
     z = np.stack(scores, axis=1)
     s = np.take_along_axis(_probabilities(z), targets[:, None, None], axis=-1)[..., 0]
     return {"scores": s, "auc": rise_auc(s)}

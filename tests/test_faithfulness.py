@@ -1,0 +1,243 @@
+"""vit_tf.analysis.faithfulness: AUC arithmetic on hand-computed curves; an oracle map on a hand-built model whose
+logits depend on one patch scores the analytically known values (and its reverse the opposite ones) for the
+perturbation test, insertion/deletion and SaCo, by pixels and by tokens; the token-subset forward against timm;
+orders, ROAD's imputation, streaming, batches, a bfloat16 model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vit_tf
+from helpers import timm_reference
+from test_explain import PATCH, TINY, one_patch_model
+from vit_tf.analysis import faithfulness as F
+
+
+# -- AUC arithmetic ---------------------------------------------------------------------------------------------------
+def test_perturbation_auc_on_hand_computed_curves():
+    x = (0.0,) + F.FRACTIONS
+    assert F.perturbation_auc([100.0] * 10) == pytest.approx(90.0, abs=1e-12)  # the maximum
+    assert F.perturbation_auc([0.0] * 10) == 0.0
+    assert F.perturbation_auc([100.0] + [0.0] * 9) == pytest.approx(5.0, abs=1e-12)  # one half-step triangle
+    # 80, 70, ..., 0, 0: 0.1 * (80 / 2 + 70 + 60 + 50 + 40 + 30 + 20 + 10 + 0 + 0 / 2) = 32
+    assert F.perturbation_auc([80, 70, 60, 50, 40, 30, 20, 10, 0, 0]) == pytest.approx(32.0, abs=1e-12)
+    assert F.trapezoid([1.0, 3.0, 3.0], [0.0, 0.5, 2.0]) == pytest.approx(0.5 * 2 + 1.5 * 3, abs=1e-12)
+    assert F.perturbation_auc(np.linspace(100, 10, 10), x) == pytest.approx(0.9 * 55, abs=1e-9)
+
+
+def test_rise_auc_on_hand_computed_curves():
+    assert F.rise_auc([1.0, 0.5, 0.0]) == pytest.approx(0.5)
+    assert F.rise_auc([1.0, 1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert F.rise_auc([0.0, 1.0, 1.0, 1.0, 1.0]) == pytest.approx(3.5 / 4)
+    np.testing.assert_allclose(F.rise_auc([[1.0, 0.0], [0.2, 0.4]]), [0.5, 0.3])
+    with pytest.raises(ValueError):
+        F.rise_auc([1.0])
+
+
+def test_saco_coefficient_by_hand():
+    # Saliences fall and so do the drops: every pair agrees -> 1; drops reversed -> -1.
+    s = np.array([[4.0, 3.0, 1.0]])
+    assert F.saco_coefficient(s, [[0.3, 0.2, 0.1]])[0] == pytest.approx(1.0)
+    assert F.saco_coefficient(s, [[0.1, 0.2, 0.3]])[0] == pytest.approx(-1.0)
+    # One pair (1, 2) disagrees: F = (-(4 - 3) + (4 - 1) + (3 - 1)) / (1 + 3 + 2) = 4 / 6.
+    assert F.saco_coefficient(s, [[0.2, 0.3, 0.1]])[0] == pytest.approx(4 / 6)
+    assert np.isnan(F.saco_coefficient([[1.0, 1.0]], [[0.1, 0.2]])[0])
+
+
+# -- an oracle on a model whose prediction depends on one patch ------------------------------------------------------
+@pytest.fixture(scope="module")
+def oracle():
+    """(model, images whose prediction flips when patch PATCH is zero-filled and when its token is dropped, their
+    labels, the oracle map (1 at PATCH, 0 elsewhere)). With its token dropped the class token attends to itself."""
+    model = one_patch_model(head_marker=(0.0,) * 5, content_scale=3.0, class_key=0.5)
+    pool = np.random.RandomState(2).randn(64, 32, 32, 3).astype(np.float32)
+    labels = F._logits(model, pool).argmax(-1)
+    zeroed = pool.copy()
+    zeroed[:, 8:16, 8:16] = 0.0
+    dropped = F.forward_token_subset(model, pool, np.setdiff1d(np.arange(16), [PATCH])).argmax(-1)
+    flips = np.flatnonzero((F._logits(model, zeroed).argmax(-1) != labels) & (dropped != labels))[:5]
+    assert len(flips) == 5
+    maps = np.zeros((5, 4, 4))
+    maps[:, 1, 1] = 1.0
+    return model, pool[flips], labels[flips], maps
+
+
+def test_oracle_model_reads_only_its_patch(oracle):
+    model, images, labels, _ = oracle
+    noise = np.random.RandomState(9).randn(*images.shape).astype(np.float32)
+    noise[:, 8:16, 8:16] = images[:, 8:16, 8:16]
+    np.testing.assert_array_equal(F._logits(model, noise), F._logits(model, images))
+    np.testing.assert_array_equal(F.forward_token_subset(model, images, [PATCH]), F._logits(model, images))
+
+
+@pytest.mark.parametrize("removal", F.REMOVALS)
+def test_perturbation_oracle_and_reverse(oracle, removal):
+    """Oracle, positive: the patch goes in the first step (10% of the pixels > one patch; int(0.1 * 16) = 1 token),
+    every prediction flips: accuracy 100, 0, ..., 0 -> AUC 5. Oracle, negative: the patch comes last and is never
+    reached (90% = 921 < 960 pixels; 14 < 15 tokens): accuracy 100 throughout -> AUC 90. The reversed map swaps
+    them."""
+    model, images, labels, maps = oracle
+    expected = {("oracle", "positive"): 5.0, ("oracle", "negative"): 90.0, ("reversed", "positive"): 90.0,
+                ("reversed", "negative"): 5.0}
+    for name, m in (("oracle", maps), ("reversed", 1.0 - maps)):
+        for mode in ("positive", "negative"):
+            r = F.perturbation_curves(model, images, m, labels, mode=mode, removal=removal)
+            assert r["correct"].shape == (5, 10) and r["fractions"][0] == 0.0
+            accuracy = 100.0 * r["correct"].mean(0)
+            assert F.perturbation_auc(accuracy, r["fractions"]) == pytest.approx(expected[name, mode], abs=1e-9)
+
+
+def test_road_oracle(oracle):
+    model, images, labels, maps = oracle
+    morf = F.road(model, images, maps, labels, fractions=(0.1, 0.5))
+    lerf = F.road(model, images, maps, labels, mode="negative", fractions=(0.1, 0.5))
+    assert morf["correct"][:, 0].all() and lerf["correct"].all()
+    # The imputed patch is the smooth fill of its neighbours, not its content: most predictions change.
+    assert morf["correct"][:, 1:].mean() < 0.5
+
+
+@pytest.mark.parametrize("removal", F.REMOVALS)
+def test_insertion_deletion_oracle_and_reverse(oracle, removal):
+    """Step = one patch (16 steps). Deletion, oracle: p_full then 16 x p_without ->
+    AUC = (p_full / 2 + 15.5 p_without) / 16; reversed: the patch goes last -> (15.5 p_full + p_without / 2) / 16.
+    Insertion from the blurred image (or from the prefix tokens alone): p_start, then p_full once the patch is
+    back."""
+    model, images, labels, maps = oracle
+    p = lambda logits: F._probabilities(logits)[np.arange(5), labels]  # noqa: E731
+    full = p(F._logits(model, images))
+    if removal == "pixels":
+        zeroed = images.copy()
+        zeroed[:, 8:16, 8:16] = 0.0
+        without = p(F._logits(model, zeroed))
+        start = p(F._logits(model, F.gaussian_blur(images)))
+    else:
+        without = p(F.forward_token_subset(model, images, np.setdiff1d(np.arange(16), [PATCH])))
+        start = p(F.forward_token_subset(model, images, np.zeros((5, 0), np.int64)))
+    deletion = F.insertion_deletion(model, images, maps, labels, removal=removal)
+    assert deletion["scores"].shape == (5, 17)
+    np.testing.assert_allclose(deletion["auc"], (full / 2 + 15.5 * without) / 16, rtol=1e-6)
+    reverse = F.insertion_deletion(model, images, 1.0 - maps, labels, removal=removal)
+    np.testing.assert_allclose(reverse["auc"], (15.5 * full + without / 2) / 16, rtol=1e-6)
+    insertion = F.insertion_deletion(model, images, maps, labels, mode="insertion", removal=removal)
+    np.testing.assert_allclose(insertion["auc"], (start / 2 + 15.5 * full) / 16, rtol=1e-6)
+    reverse = F.insertion_deletion(model, images, 1.0 - maps, labels, mode="insertion", removal=removal)
+    np.testing.assert_allclose(reverse["auc"], (15.5 * start + full / 2) / 16, rtol=1e-6)
+
+
+@pytest.mark.parametrize("removal", F.REMOVALS)
+def test_saco_oracle_and_reverse(oracle, removal):
+    """4 groups of 4 patches: only the patch's group changes the prediction. Oracle: it is the most salient group
+    and the only one with a drop -> 1; reversed: the least salient -> -1."""
+    model, images, labels, maps = oracle
+    result = F.saco(model, images, maps, labels, groups=4, removal=removal)
+    assert np.all(result["drops"][:, 0] > 0) and np.all(np.abs(result["drops"][:, 1:]) < 1e-6)
+    np.testing.assert_allclose(result["salience"], np.tile([1.0, 0.0, 0.0, 0.0], (5, 1)))
+    np.testing.assert_allclose(result["saco"], 1.0)
+    np.testing.assert_allclose(F.saco(model, images, 1.0 - maps, labels, groups=4, removal=removal)["saco"], -1.0)
+
+
+# -- the token-subset forward -----------------------------------------------------------------------------------------
+def test_token_subset_forward_matches_timm():
+    import torch
+
+    arch, size = "deit_tiny_distilled_patch16_224", (32, 48)
+    net, state = timm_reference(arch, img_size=size, patch_size=8, embed_dim=48, depth=2, num_heads=3,
+                                mlp_ratio=2.0, num_classes=5)
+    ours = vit_tf.create_model(arch, img_size=size, **TINY)
+    vit_tf.load_timm_state_dict(ours, state)
+    images = np.random.RandomState(0).randn(2, *size, 3).astype(np.float32)
+    keep = np.array([[0, 3, 7, 20, 23], [1, 2, 5, 11, 17]])
+    with torch.no_grad():
+        x = net._pos_embed(net.patch_embed(torch.from_numpy(images).permute(0, 3, 1, 2)))
+        p = net.num_prefix_tokens
+        kept = torch.stack([x[i, p:][torch.from_numpy(keep[i])] for i in range(2)])
+        h = net.blocks(torch.cat([x[:, :p], kept], dim=1))
+        ref = net.forward_head(net.norm(h)).numpy()
+    got = F.forward_token_subset(ours, images, keep)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_array_equal(F.forward_token_subset(ours, images, np.arange(24)), F._logits(ours, images))
+    with pytest.raises(ValueError, match="outside"):
+        F.forward_token_subset(ours, images, [24])
+
+
+# -- orders, imputation, blur, streaming -------------------------------------------------------------------------------
+def test_pixel_orders():
+    maps = np.array([[[0.2, 0.9], [0.9, 0.1]]])  # a tie between patches 1 and 2
+    order = F.pixel_order(maps, 2)
+    # patch 1 (tie, lower index first), patch 2, patch 0, patch 3; each patch's pixels row-major
+    patches = [[2, 3, 6, 7], [8, 9, 12, 13], [0, 1, 4, 5], [10, 11, 14, 15]]
+    np.testing.assert_array_equal(order[0], np.concatenate(patches))
+    low = F.pixel_order(maps, 2, most_relevant_first=False)
+    np.testing.assert_array_equal(low[0], np.concatenate([patches[3], patches[2], patches[0], patches[1]]))
+    from vit_tf.analysis.heatmaps import resize_maps
+
+    bilinear = F.pixel_order(maps, 2, "bilinear")
+    values = resize_maps(maps, (4, 4)).reshape(-1)
+    assert np.all(np.diff(values[bilinear[0]]) <= 0)
+    np.testing.assert_array_equal(F.patch_order(maps)[0], [1, 2, 0, 3])
+
+
+def test_noisy_linear_imputation():
+    h, w = 12, 10
+    rows, cols = np.mgrid[0:h, 0:w]
+    ramp = np.stack([0.3 * rows - 0.2 * cols, rows + cols, np.ones((h, w))], -1)
+    missing = np.zeros((h, w), bool)
+    missing[3:8, 2:7] = True  # interior: the symmetric weighted mean reproduces a linear image exactly
+    out = F.noisy_linear_impute(ramp, missing, noise=0.0)
+    np.testing.assert_allclose(out, ramp, atol=1e-10)
+    noisy = F.noisy_linear_impute(ramp, missing, noise=0.01, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(noisy[~missing], ramp[~missing])
+    assert 0.006 < np.std(noisy[missing] - ramp[missing]) < 0.014
+    corner = np.zeros((h, w), bool)
+    corner[:4, :4] = True  # at a border, weights renormalise over the neighbours inside the image
+    filled = F.noisy_linear_impute(np.ones((h, w, 3)), corner, noise=0.0)
+    np.testing.assert_allclose(filled, 1.0, atol=1e-12)
+
+
+def test_blur_and_fills():
+    k_sum = F.gaussian_blur(np.ones((1, 31, 31, 3)))
+    np.testing.assert_allclose(k_sum[0, 10:21, 10:21], 1.0, atol=1e-12)  # interior: a normalised kernel
+    assert k_sum[0, 0, 0, 0] < 0.5  # zero padding darkens the border, as RISE's conv2d(padding=klen // 2)
+    recipe = vit_tf.create_model("vit_tiny_patch16_224", depth=1, img_size=32, patch_size=8).recipe
+    np.testing.assert_allclose(F.black_fill(recipe) * np.asarray(recipe.std) + np.asarray(recipe.mean), 0.0)
+    with pytest.raises(ValueError, match="fill"):
+        F._substrate(np.zeros((1, 4, 4, 3)), "noise")
+
+
+def test_curve_means_stream():
+    acc = F.CurveMeans()
+    data = np.random.RandomState(0).rand(10, 4)
+    data[3, 1] = np.nan
+    for batch in np.array_split(data, 3):
+        acc.add("curve", batch)
+    np.testing.assert_allclose(acc.mean("curve"), np.nanmean(data, axis=0))
+    np.testing.assert_array_equal(acc.count("curve"), [10, 9, 10, 10])
+    with pytest.raises(ValueError, match="shape"):
+        acc.add("curve", np.zeros((2, 3)))
+
+
+# -- batches and dtypes -------------------------------------------------------------------------------------------------
+def test_batch_equals_single_images_and_bfloat16():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = vit_tf.create_model("deit_tiny_distilled_patch16_224", img_size=(32, 48), **TINY)
+    images = np.random.RandomState(1).randn(4, 32, 48, 3).astype(np.float32)
+    maps = np.random.RandomState(2).rand(4, 4, 6)
+    labels = np.array([0, 1, 2, 3])
+    runs = [lambda x, m, y: F.perturbation_curves(model, x, m, y, fractions=(0.2, 0.6))["probability"],
+            lambda x, m, y: F.perturbation_curves(model, x, m, y, fractions=(0.3,), removal="tokens")["probability"],
+            lambda x, m, y: F.road(model, x, m, y, fractions=(0.4,))["probability"],
+            lambda x, m, y: F.insertion_deletion(model, x, m, y, step=128)["scores"],
+            lambda x, m, y: F.saco(model, x, m, y, groups=3, removal="tokens")["saco"]]
+    for run in runs:
+        batch = run(images, maps, labels)
+        singles = np.concatenate([run(images[i:i + 1], maps[i:i + 1], labels[i:i + 1]) for i in range(4)])
+        np.testing.assert_allclose(batch, singles, rtol=1e-5, atol=1e-7)
+    low = vit_tf.create_model("deit_tiny_distilled_patch16_224", img_size=(32, 48), dtype="bfloat16", **TINY)
+    low.set_weights(model.get_weights())
+    for removal in F.REMOVALS:
+        r = F.perturbation_curves(low, images, maps, labels, fractions=(0.5,), removal=removal)
+        assert np.all(np.isfinite(r["probability"]))
+        np.testing.assert_array_equal(r["predicted"][:, 0], F._logits(model, images).argmax(-1))
