@@ -5,8 +5,9 @@ cached; the command's arguments; and one real browser (the OS's headless Chromiu
 photo and clicks patches.
 
 Gradio, gradio_client, selenium or Chromium missing: skipped locally with the reason, a failure in CI (CI=true).
-`VIT_TF_APP_SCREENSHOT=docs/figures/app.png` makes the browser test save the page there (with
-`VIT_TF_APP_SCREENSHOT_MODEL=<registry name>`: that architecture with seeded random weights, shown as such).
+`VIT_TF_APP_SCREENSHOT=docs/figures/app.png` makes the browser test save the page there; with
+`VIT_TF_APP_SCREENSHOT_MODEL=<registry name>` it serves that model, with seeded random weights (the page says so)
+unless `VIT_TF_APP_SCREENSHOT_OFFICIAL=1` (the official weights, downloaded).
 """
 
 from __future__ import annotations
@@ -505,6 +506,7 @@ def element_image(element) -> np.ndarray:
 
 
 def test_browser_upload_and_click(browser, models, tmp_path):
+    from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -512,8 +514,9 @@ def test_browser_upload_and_click(browser, models, tmp_path):
 
     shot = os.environ.get("VIT_TF_APP_SCREENSHOT")
     shot_model = os.environ.get("VIT_TF_APP_SCREENSHOT_MODEL") if shot else None
+    random_weights = bool(shot_model) and os.environ.get("VIT_TF_APP_SCREENSHOT_OFFICIAL") != "1"
     served = [shot_model] if shot_model else [(LABELS["plain"], models["plain"])]
-    demo = app.build_app(served, random_weights=bool(shot_model))
+    demo = app.build_app(served, random_weights=random_weights)
     demo.queue()
     port = free_port()
     app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
@@ -522,40 +525,57 @@ def test_browser_upload_and_click(browser, models, tmp_path):
         find = lambda css: browser.find_elements(By.CSS_SELECTOR, css)  # noqa: E731
         src = lambda css: (find(css) or [None])[0] and find(css)[0].get_attribute("src")  # noqa: E731
         first = wait_for(lambda: src("#input-image img"), "the sample's picture after the page loads")
-
-        photo = write_image(tmp_path / "photo.png", size=(160, 120), seed=5)
-        wait_for(lambda: find("#upload input[type=file]"), "the upload box")[0].send_keys(photo)
-        wait_for(lambda: src("#input-image img") not in (None, first), "the uploaded photo's picture")
-        assert find("#status")[0].text == ""
-
-        def click_patch(row, col):
-            before = src("#patch-image img")
-            image = find("#input-image img")[0]
-            gh, gw = grid
-            w, h = image.size["width"], image.size["height"]
-            # Selenium 4 offsets are from the element's centre.
-            ActionChains(browser).move_to_element_with_offset(
-                image, int((col + 0.5) * w / gw - w / 2), int((row + 0.5) * h / gh - h / 2)).click().perform()
-            wait_for(lambda: src("#patch-image img") not in (None, before), f"the heatmaps of patch ({row}, {col})")
-            wait_for(lambda: (find("#row input")[0].get_attribute("value"),
-                              find("#col input")[0].get_attribute("value")) == (str(row), str(col)),
-                     f"the row and column fields to show ({row}, {col})")
-            time.sleep(0.5)  # the new picture decoded and painted
-            return element_image(find("#patch-image img")[0])
-
         ex = demo.explorer
         spec_name = ex.default_model
         loaded = ex.load(ex.spec(spec_name))
         grid = tuple(s // loaded.config.patch_size for s in loaded.config.img_size)  # the centre crop's grid
+
+        def fields_show(row, col):
+            return (find("#row input")[0].get_attribute("value"),
+                    find("#col input")[0].get_attribute("value")) == (str(row), str(col))
+
+        def settled(what):
+            """Wait until no event is running (Gradio marks the outputs it is computing), then let pictures paint."""
+            wait_for(lambda: not find(".pending, .generating, .progress-text"), what)
+            time.sleep(0.5)
+
+        settled("the sample's views")
+        photo = str(tmp_path / "photo.jpg")  # a real photo, uploaded as a file
+        Image.fromarray(app.sample_image("flower.jpg")[40:400, 60:540]).save(photo, quality=92)
+        wait_for(lambda: find("#upload input[type=file]"), "the upload box")[0].send_keys(photo)
+        wait_for(lambda: src("#input-image img") not in (None, first), "the uploaded photo's picture")
+        settled("the uploaded photo's views")
+        assert find("#status")[0].text == "" and fields_show(grid[0] // 2, grid[1] // 2)
+
+        def click_patch(row, col):
+            gh, gw = grid
+            before = src("#patch-image img")  # pictures are files named by their content: another patch, another name
+            for attempt in range(3):  # a click on a picture being replaced can be lost: click again
+                image = find("#input-image img")[0]
+                w, h = image.size["width"], image.size["height"]
+                # Selenium 4 offsets are from the element's centre.
+                ActionChains(browser).move_to_element_with_offset(
+                    image, int((col + 0.5) * w / gw - w / 2), int((row + 0.5) * h / gh - h / 2)).click().perform()
+                try:
+                    wait_for(lambda: fields_show(row, col), f"the row and column fields to show ({row}, {col})", 15)
+                    break
+                except AssertionError:
+                    if attempt == 2:
+                        raise
+            wait_for(lambda: src("#patch-image img") not in (None, before), f"the heatmaps of patch ({row}, {col})")
+            settled(f"the heatmaps of patch ({row}, {col})")
+            return element_image(find("#patch-image img")[0])
+
+        row, col = grid[0] // 2, grid[1] // 2 - 1
         a = click_patch(0, 0)
-        b = click_patch(grid[0] - 1, grid[1] - 2)
+        b = click_patch(row, col)
         for picture in (a, b):  # a heatmap, not a blank box: many colours, strong contrast
             assert picture.std() > 25 and len(np.unique(picture.reshape(-1, 3), axis=0)) > 200
         assert a.shape == b.shape and np.abs(a - b).mean() > 5  # another patch, other maps
         # What the page shows is the handler's picture for that patch.
         shown = png(io.BytesIO(urllib.request.urlopen(src("#patch-image img"), timeout=30).read()))
-        expected = demo.handlers.patch(app.UPLOAD, photo, spec_name, "", bool(shot_model), app.CROP,
-                                       loaded.config.depth - 1, grid[0] - 1, grid[1] - 2)[1]  # the last block
+        expected = demo.handlers.patch(app.UPLOAD, photo, spec_name, "", random_weights, app.CROP,
+                                       loaded.config.depth - 1, row, col)[1]  # the page's block: the last
         assert shown.shape == expected.shape and np.abs(shown.astype(int) - expected).max() <= 0
         if shot:
             browser.execute_script("window.scrollTo(0, 0)")

@@ -325,7 +325,7 @@ def mark_patch(picture: np.ndarray, row: int, col: int, patch_pixels: float,
     out = np.ascontiguousarray(picture).copy()
     x0, y0 = round(col * patch_pixels), round(row * patch_pixels)
     x1, y1 = round((col + 1) * patch_pixels) - 1, round((row + 1) * patch_pixels) - 1
-    cv2.rectangle(out, (x0, y0), (x1, y1), color, max(1, round(patch_pixels / 16)))
+    cv2.rectangle(out, (x0, y0), (x1, y1), color, max(2, round(patch_pixels / 12)))
     return out
 
 
@@ -727,7 +727,7 @@ def model_markdown(run: Run) -> str:
     if c.num_classes == 0:
         text += " A feature model: no classifier, so no prediction."
     if m.random:
-        text = (f"### ⚠️ RANDOM WEIGHTS: {m.source}. The prediction is meaningless and the maps show no learned "
+        text = ("### ⚠️ RANDOM WEIGHTS: a smoke test. The prediction is meaningless and the maps show no learned "
                 f"structure.\n\n{text}")
     return text
 
@@ -986,9 +986,10 @@ def serve(demo, host: Optional[str] = "127.0.0.1", port: Optional[int] = None, *
 
 
 __all__ = [
-    "ASPECT", "CROP", "DEFAULT_MODEL", "Explorer", "InputError", "LoadedModel", "ModelSpec", "Run", "SAMPLES",
-    "UPLOAD", "View", "aspect_size", "build_app", "distance_view", "grid_picture", "grid_view", "heads_picture",
-    "heatmap_view", "input_picture", "mark_patch", "mask_view", "masks_picture", "model_input", "mosaic",
-    "patch_at", "patch_view", "picture_scale", "rollout_picture", "rollout_view", "sample_image", "scale_picture",
-    "serve", "token_choices",
+    "ASPECT", "CROP", "DEFAULT_MODEL", "Explorer", "Handlers", "InputError", "LoadedModel", "MAX_PIXELS",
+    "MAX_UPLOAD_BYTES", "ModelSpec", "RESIZE_MODES", "Run", "SAMPLES", "UPLOAD", "View", "aspect_size", "build_app",
+    "describe_error", "distance_view", "figure_array", "grid_picture", "grid_view", "heads_picture", "heatmap_view",
+    "import_gradio", "input_picture", "mark_patch", "mask_view", "masks_picture", "model_input", "model_markdown",
+    "mosaic", "patch_at", "patch_view", "picture_scale", "rollout_picture", "rollout_view", "sample_image",
+    "scale_picture", "serve", "token_choices", "upsample",
 ]
