@@ -1,0 +1,148 @@
+"""`vit-tf explain` and `vit-tf faithfulness` in-process on tiny random-weight models, through parsers built here
+(the commands are registered in `vit_tf.cli` separately): outputs, their agreement with the library, streaming,
+skipped files, and one clear error for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analysis_support import tiny_model, write_converted_dir, write_image
+from vit_tf.commands import explain as explain_command
+from vit_tf.commands import faithfulness as faithfulness_command
+
+
+def run_command(module, argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    module.add_parser(sub)
+    args = parser.parse_args([str(a) for a in argv])
+    args.check(args)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def distilled_dir(tmp_path_factory):
+    model = tiny_model("deit_tiny_distilled_patch16_224", img_size=(32, 48), seed=1, num_classes=5)
+    return write_converted_dir(tmp_path_factory.mktemp("models") / "tiny_deit", model)
+
+
+def nonblank(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), np.float64).std() > 10
+
+
+def test_explain_writes_a_figure_per_image_and_json(tmp_path, distilled_dir, capsys):
+    images = [write_image(tmp_path / "wide.png", (70, 50)), write_image(tmp_path / "tall.jpg", (40, 60), seed=1)]
+    out = tmp_path / "out"
+    code = run_command(explain_command, ["explain", *images, "--model", distilled_dir, "--method", "all",
+                                         "--steps", "2", "--samples", "2", "--out", out, "--dpi", "60"])
+    assert code == 0 and "2 image(s)" in capsys.readouterr().out
+    report = json.loads((out / "explain.json").read_text())
+    assert report["methods"] == list(explain_command.METHODS)
+    assert [r["figure"] for r in report["images"]] == ["explain_wide.png", "explain_tall.png"]
+    for record in report["images"]:
+        assert nonblank(out / record["figure"])
+        assert record["grid"] == [4, 6]
+        assert record["target"]["index"] == record["prediction"][0]["index"]
+        assert record["target"]["label"] == f"class {record['target']['index']}"
+        assert set(record["maps"]) == set(explain_command.METHODS)
+    # The maps are the library's, on the same preprocessed image.
+    from vit_tf.analysis import prepare
+    from vit_tf.analysis.explain import explain
+    from vit_tf.commands.common import load_for_analysis
+
+    net, recipe, _ = load_for_analysis(distilled_dir)
+    x, _ = prepare(images[0], recipe, 8)
+    np.testing.assert_allclose(report["images"][0]["maps"]["gae"], explain(net, x, "gae")[0], atol=1e-8)
+    np.testing.assert_allclose(report["images"][0]["maps"]["transformer_attribution"],
+                               explain(net, x, "transformer_attribution")[0], atol=1e-8)
+
+
+def test_explain_target_token_and_errors(tmp_path, distilled_dir):
+    image = write_image(tmp_path / "a.png", (48, 32))
+    out = tmp_path / "out"
+    assert run_command(explain_command, ["explain", image, "--model", distilled_dir, "--method", "gae,rollout",
+                                         "--target", "4", "--token", "dist", "--out", out]) == 0
+    record = json.loads((out / "explain.json").read_text())["images"][0]
+    assert record["target"]["index"] == 4 and list(record["maps"]) == ["gae", "rollout"]
+    with pytest.raises(ValueError, match="--target 5"):
+        run_command(explain_command, ["explain", image, "--model", distilled_dir, "--target", "5", "--out", out])
+    with pytest.raises(SystemExit):
+        run_command(explain_command, ["explain", image, "--model", distilled_dir, "--method", "lime", "--out", out])
+    with pytest.raises(ValueError, match="no distillation token"):
+        run_command(explain_command, ["explain", image, "--model", "vit_tiny_patch16_224", "--random-weights",
+                                      "--token", "dist", "--out", out])
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        run_command(explain_command, ["explain", str(tmp_path / "missing.png"), "--model", distilled_dir, "--out",
+                                      out])
+
+
+def labelled_folder(root, per_class=3):
+    for c, name in enumerate(("cat", "dog")):
+        os.makedirs(root / name)
+        for i in range(per_class):
+            write_image(root / name / f"{i}.png", (40 + 8 * i, 36), seed=10 * c + i)
+    (root / "dog" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+def test_faithfulness_table_streams_and_skips(tmp_path, distilled_dir, capsys):
+    data = labelled_folder(tmp_path / "data")
+    outs = []
+    for batch in ("4", "16"):
+        out = tmp_path / f"out{batch}"
+        code = run_command(faithfulness_command, [
+            "faithfulness", data, "--model", distilled_dir, "--method", "gae,rollout", "--out", out,
+            "--metrics", "perturbation,tokens,insertion,deletion,saco,road", "--batch-size", batch,
+            "--saco-groups", "4", "--dpi", "60"])
+        assert code == 0
+        outs.append(out)
+    assert "broken.png" in capsys.readouterr().err
+    small, large = [list(csv.reader(open(o / "faithfulness.csv"))) for o in outs]
+    assert small[0] == ["method", "class", "metric", "value", "images"]
+    assert small == large  # two batches of 4 and 2, or one of 6: the same numbers
+    metrics = {(r[0], r[1], r[2]) for r in small[1:]}
+    for method in ("gae", "rollout"):
+        for which in ("predicted", "target"):
+            for metric in ("positive_pixels_auc", "negative_pixels_auc", "positive_tokens_auc",
+                           "negative_tokens_auc", "road_morf_auc", "road_lerf_auc", "insertion_auc",
+                           "deletion_auc", "saco"):
+                assert (method, which, metric) in metrics
+    report = json.loads((outs[0] / "faithfulness.json").read_text())
+    assert report["images"] == 6 and report["layout"]["classes"] == ["cat", "dog"]
+    assert [s["path"].endswith("broken.png") for s in report["skipped"]] == [True]
+    assert nonblank(outs[0] / "faithfulness.png")
+    for row in report["table"]:
+        if row["metric"].endswith("pixels_auc") or row["metric"].endswith("tokens_auc"):
+            assert 0.0 <= row["value"] <= 90.0
+    # The model accuracy row is the library's on the same preprocessing.
+    from vit_tf.analysis import faithfulness as F, prepare
+    from vit_tf.commands.common import load_for_analysis
+
+    net, recipe, _ = load_for_analysis(distilled_dir)
+    paths, labels, _ = faithfulness_command.labelled_images(str(data))
+    x = np.concatenate([prepare(p, recipe, 8)[0] for p in paths if not p.endswith("broken.png")])
+    y = np.asarray([label for p, label in zip(paths, labels) if not p.endswith("broken.png")])
+    accuracy = 100.0 * np.mean(F._logits(net, x).argmax(-1) == y)
+    assert small[1] == ["model", "-", "accuracy", f"{accuracy:.6f}", "6"]
+
+
+def test_faithfulness_errors(tmp_path, distilled_dir):
+    data = labelled_folder(tmp_path / "data", per_class=1)
+    with pytest.raises(FileNotFoundError):
+        run_command(faithfulness_command, ["faithfulness", tmp_path / "nothing", "--model", distilled_dir,
+                                           "--out", tmp_path / "o"])
+    with pytest.raises(SystemExit):
+        run_command(faithfulness_command, ["faithfulness", data, "--model", distilled_dir, "--metrics", "aopc",
+                                           "--out", tmp_path / "o"])
+    with pytest.raises(ValueError, match="no classifier"):
+        run_command(faithfulness_command, ["faithfulness", data, "--model", "vit_small_patch14_dinov2.lvd142m",
+                                           "--random-weights", "--method", "rollout", "--out", tmp_path / "o"])
+    assert not (tmp_path / "o").exists()
