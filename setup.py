@@ -28,8 +28,9 @@ setup(
         "legacy": ["gdown", "tensorflow-hub"],
         "tfds": ["tensorflow-datasets"],
         # timm's private `_load_weights` is the reference for Google's .npz layout: pinned to the tested minor.
+        "app": ["gradio>=6.0,<7", "gradio_client>=2.0"],
         "test": ["pytest", "hypothesis", "timm>=1.0.31,<1.1", "torch", "torchvision", "nbclient", "nbformat",
-                 "ipykernel"],
+                 "ipykernel", "selenium>=4.11"],
     },
     entry_points={"console_scripts": ["vit-tf=vit_tf.cli:main"]},
 )
