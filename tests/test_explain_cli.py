@@ -99,7 +99,7 @@ def test_faithfulness_table_streams_and_skips(tmp_path, distilled_dir, capsys):
     for batch in ("4", "16"):
         out = tmp_path / f"out{batch}"
         code = run_command(faithfulness_command, [
-            "faithfulness", data, "--model", distilled_dir, "--method", "gae,rollout", "--out", out,
+            "faithfulness", data, "--model", distilled_dir, "--method", "transformer_attribution", "--out", out,
             "--metrics", "perturbation,tokens,insertion,deletion,saco,road", "--batch-size", batch,
             "--saco-groups", "4", "--dpi", "60"])
         assert code == 0
@@ -109,7 +109,7 @@ def test_faithfulness_table_streams_and_skips(tmp_path, distilled_dir, capsys):
     assert small[0] == ["method", "class", "metric", "value", "images"]
     assert small == large  # two batches of 4 and 2, or one of 6: the same numbers
     metrics = {(r[0], r[1], r[2]) for r in small[1:]}
-    for method in ("gae", "rollout"):
+    for method in ("transformer_attribution",):
         for which in ("predicted", "target"):
             for metric in ("positive_pixels_auc", "negative_pixels_auc", "positive_tokens_auc",
                            "negative_tokens_auc", "road_morf_auc", "road_lerf_auc", "insertion_auc",
