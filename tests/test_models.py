@@ -26,15 +26,9 @@ FAMILIES = {
     "hf_vit_bicubic": ("vit_tiny_patch16_224", dict(num_classes=3, pos_embed_interpolation="bicubic",
                                                    layer_norm_eps=1e-12)),
 }
-# vit_tf/saved.py counts a SavedModel's prefix tokens from head_type alone, so registers are not seen there yet
-# (fix: `num_prefix_tokens = ViTConfig(**self.config).num_prefix_tokens`); strict, so the fix turns this red.
-SAVED_PREFIX_BUG = {"dinov2_reg4", "dinov2_reg4_linear4"}
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(f, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                            reason="vit_tf/saved.py ignores register tokens"))
-    if f in SAVED_PREFIX_BUG else f for f in sorted(FAMILIES)])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_backbone_contract(family, tmp_path):
     name, extra = FAMILIES[family]
     model = vit_tf.create_model(name, **{**TINY, **extra})

@@ -64,8 +64,15 @@ def __dir__():
 
 
 def _register_keras_classes():
-    """Import the modules whose Keras classes are registered for deserialization."""
+    """Import the modules whose Keras classes are registered for deserialization.
+
+    When Keras was imported by one of our own modules while it is still initialising (e.g. `import vit_tf.layers`
+    first), importing the model here would re-enter that module half-built; the import under way registers what it
+    defines, and `vit_tf.VisionTransformer` imports the rest on first use."""
     _check_backend()
+    if any(getattr(getattr(m, "__spec__", None), "_initializing", False)
+           for name, m in list(_sys.modules.items()) if name.startswith(__name__ + ".")):
+        return
     _importlib.import_module(".model", __name__)
 
 

@@ -262,8 +262,10 @@ class SavedModel:
         self.name = meta.get("name") or self.path.name
         if self.config:
             patch_size = patch_size or int(self.config["patch_size"])
-            if num_prefix_tokens is None:
-                num_prefix_tokens = 2 if self.config.get("head_type") == "distilled" else 1
+            if num_prefix_tokens is None:  # class (+ distillation) + registers, as the model counts them
+                from .configs import ViTConfig
+
+                num_prefix_tokens = ViTConfig(**self.config).num_prefix_tokens
         self._patch_size, self._num_prefix_tokens = patch_size, num_prefix_tokens
         signatures = getattr(self.module, "signatures", {})
         self._call = None

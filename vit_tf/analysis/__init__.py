@@ -17,13 +17,15 @@ from .heads import HeadResult, attention_entropy, head_ablation, head_importance
 from .heatmaps import (apply_mask, attention_grid, attention_mass_mask, colorize, display_images, normalize_map,
                        overlay, resize_maps, token_attention)
 from .images import iter_batches, list_images, load_image, prepare
+from .norms import high_norm_tokens, norm_summary, token_norms
 from .probe import ProbeResult, imagenet_class_names, probe, top_k
 from .rollout import attention_rollout, discard_lowest, fuse_heads, rollout_matrix, rollout_stats
 from .sources import KerasSource, SavedModelSource, TimmSource, attention_source, import_timm
 
 __all__ = [
     "GraphAnalysis", "HeadResult", "LayerSimilarity", "MinibatchCKA", "attention_entropy", "dataset_mean_distance",
-    "head_ablation", "head_importance", "head_statistics", "layer_cka", "linear_cka", "token_features",
+    "head_ablation", "head_importance", "head_statistics", "high_norm_tokens", "layer_cka", "linear_cka",
+    "norm_summary", "token_features", "token_norms",
     "KerasSource", "ProbeResult", "RunningMoments", "SavedModelSource", "TimmSource", "accumulate_mean_distance",
     "apply_mask", "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "colorize",
     "discard_lowest", "display_images", "fuse_heads", "imagenet_class_names", "import_timm", "iter_batches",
