@@ -2,8 +2,9 @@
 published rule on the timm model with the same weights; known answers on a hand-built model whose logits depend on
 one patch only; batches equal single-image runs; non-square grids, distillation tokens, bfloat16/float16 models.
 
-Parity tolerance: max |ours - reference| <= 1e-4 * max |reference| per map batch (ours: TensorFlow float32 forward,
-LRP in float64; reference: timm in float64 with torch autograd).
+Parity tolerance: max |ours - reference| <= 1e-5 * max |reference| per batch of maps, for every target class (ours:
+gradients through the TensorFlow float32 model, LRP on its float64 replica; reference: timm in float64 with torch
+autograd). Measured: <= 2e-6 for every method.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from helpers import timm_reference
 from vit_tf.analysis import explain as E
 from vit_tf.analysis.rollout import rollout_matrix
 
-RTOL = 1e-4
+RTOL = 1e-5
 TINY = dict(depth=2, embed_dim=48, num_heads=3, mlp_dim=96, patch_size=8, num_classes=5)
 CASES = {  # name -> (architecture, image size (H, W)); both grids non-square for the distilled model
     "deit_distilled": ("deit_tiny_distilled_patch16_224", (32, 48)),
@@ -244,7 +245,7 @@ def test_gradient_methods_match_torch_autograd(pair, method, options):
     net, ours, images, name = pair
     grid = (images.shape[1] // 8, images.shape[2] // 8)
     live = 0
-    for target in (None, 0, 1, 2, 3, 4) if method.startswith("gradcam") else (None, 2, 4):
+    for target in (None, 0, 1, 2, 3, 4):
         run = TorchRun(net, images, target)
         ref = reference_map(run, method, grid, **options)
         got = E.explain(ours, images, method, target=target, **options)
@@ -254,7 +255,7 @@ def test_gradient_methods_match_torch_autograd(pair, method, options):
             continue
         live += 1
         assert relative_error(got, ref) <= RTOL, (name, method, options, target, relative_error(got, ref))
-    assert live >= 2, "degenerate references"
+    assert live >= 3, "degenerate references"
 
 
 def test_pixel_methods_match_torch_autograd(pair):
