@@ -217,7 +217,7 @@ def test_curve_means_stream():
         acc.add("curve", np.zeros((2, 3)))
 
 
-# -- batches and dtypes -------------------------------------------------------------------------------------------------
+# -- batches and dtypes -----------------------------------------------------------------------------------------------
 def test_batch_equals_single_images_and_bfloat16():
     import keras
 

@@ -4,17 +4,23 @@ One entry point, `explain(model, images, method, target=None, **options) -> (B, 
 `METHODS`; gradients are taken with `tf.GradientTape` through the model itself (eval mode). Any batch size, any
 grid (non-square too), any prefix layout (class, distillation, registers: `model.config.num_prefix_tokens`).
 
-| method | rule | source |
-|---|---|---|
-| attention | last block: the chosen token's attention to the patches, mean over heads | Dosovitskiy et al. 2020 |
-| rollout | `attention_rollout`: prod_l normalize((E_h A_l + I) / 2) | Abnar & Zuidema 2020 |
-| grad_rollout | prod_l normalize((drop(E_h[A_l * dA_l]^+) + I) / 2) | jacobgil/vit-explain |
-| gae | R <- R + E_h[(dA_l * A_l)^+] R from R = I | Chefer, Gur & Wolf, ICCV 2021 (Transformer-MM-Explainability) |
-| transformer_attribution | prod_l (E_h[(dA_l * LRP(A_l))^+] + I), LRP-alpha1beta0 through every layer | Chefer, Gur & Wolf, CVPR 2021 (Transformer-Explainability) |
-| gradcam_attention | last block: ReLU(E_h[A_h[token, patches] * mean(dA_h[token, patches])]) | the attention Grad-CAM baseline of CVPR 2021 |
-| gradcam_tokens | ReLU(sum_d mean_patches(dX)[d] * X[patch, d]) on token features X | Selvaraju et al. 2017; pytorch-grad-cam's ViT recipe |
-| integrated_gradients | sum over each patch's pixels and channels of (x - x') * mean_k dy/dx(x' + k/m (x - x')) | Sundararajan et al. 2017 |
-| smoothgrad | sum over each patch's pixels and channels of abs(x * mean_n dy/dx(x + noise_n)) | Smilkov et al. 2017 |
+Methods (rule; source):
+    attention: last block, the chosen token's attention to the patches, mean over heads (Dosovitskiy et al. 2020).
+    rollout: `attention_rollout`, prod_l normalize((E_h A_l + I) / 2) (Abnar & Zuidema 2020).
+    grad_rollout: prod_l normalize((discard(E_h[A_l * dA_l]^+) + I) / 2) (jacobgil/vit-explain).
+    gae: R <- R + E_h[(dA_l * A_l)^+] R from R = I (Chefer, Gur & Wolf, ICCV 2021, "Generic Attention-model
+        Explainability"; hila-chefer/Transformer-MM-Explainability).
+    transformer_attribution: prod_l (E_h[(dA_l * R_l)^+] + I) with R_l the LRP relevance of A_l, LRP-alpha1beta0
+        through every layer (Chefer, Gur & Wolf, CVPR 2021, "Transformer Interpretability Beyond Attention
+        Visualization"; hila-chefer/Transformer-Explainability).
+    gradcam_attention: last block, ReLU(E_h[A_h[token, patches] * mean(dA_h[token, patches])]) (the attention
+        Grad-CAM baseline of the CVPR 2021 paper).
+    gradcam_tokens: ReLU(sum_d mean_patches(dX)[d] * X[patch, d]) on token features X (Selvaraju et al. 2017, as
+        jacobgil/pytorch-grad-cam's ViT recipe).
+    integrated_gradients: sum over each patch's pixels and channels of (x - x') * mean_k dy/dx(x' + k/m (x - x'))
+        (Sundararajan et al. 2017).
+    smoothgrad: sum over each patch's pixels and channels of abs(x * mean_n dy/dx(x + noise_n)) (Smilkov et al.
+        2017).
 
 `dA_l` is the gradient of the target logit (before the softmax over classes) with respect to block l's attention
 probabilities A_l (B, heads, T, T); `E_h` the mean over heads; `^+` clips negatives to 0. Maps are returned as

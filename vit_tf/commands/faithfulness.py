@@ -192,7 +192,6 @@ def summarize(stats, methods, classes, fractions):
 
 
 def run(args) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from .. import plotting, plotting_explain
