@@ -67,7 +67,7 @@ def add_parser(subparsers):
                     "top-5 predictions, every map at patch resolution) into --out.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     add_analysis_arguments(p, "output folder")
-    p.add_argument("--method", type=method_list, default=method_list(DEFAULT_METHODS),
+    p.add_argument("--method", type=method_list, default=DEFAULT_METHODS,
                    help=f"comma-separated methods, or 'all' ({', '.join(METHODS)})")
     p.add_argument("--target", type=non_negative_int, default=None,
                    help="class index to explain in every image (default: each image's top-1 class)")

@@ -46,9 +46,9 @@ def add_parser(subparsers):
                     "folder in batches; writes faithfulness.csv, faithfulness.json and faithfulness.png into --out.")
     p.add_argument("data", help="class folders (wnids or any names) or flat ILSVRC2012_val_* images with labels")
     add_analysis_arguments(p, "output folder")
-    p.add_argument("--method", type=method_list, default=method_list("rollout,gae,transformer_attribution"),
+    p.add_argument("--method", type=method_list, default="rollout,gae,transformer_attribution",
                    help="comma-separated explanation methods, or 'all'")
-    p.add_argument("--metrics", type=metric_list, default=metric_list(DEFAULT_METRICS),
+    p.add_argument("--metrics", type=metric_list, default=DEFAULT_METRICS,
                    help=f"comma-separated from {', '.join(METRICS)} (road solves a sparse system per image and "
                         f"step: slow)")
     p.add_argument("--classes", choices=("predicted", "target", "both"), default="both",
