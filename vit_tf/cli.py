@@ -21,7 +21,8 @@ import os
 import sys
 import tempfile
 
-COMMANDS = ("models", "probe", "distance", "video", "eval", "convert", "similarity", "heads", "app")
+COMMANDS = ("models", "probe", "distance", "video", "eval", "convert", "explain", "faithfulness", "similarity", "heads",
+            "app")
 NO_TENSORFLOW = frozenset({"models"})  # commands that never need TensorFlow
 
 
