@@ -94,15 +94,19 @@ def pipeline(n=64):
             print(f"input pipeline ({label}): {rate:.1f} img/s decode + preprocess ({per_core:.1f} img/s per core)")
 
 
+# Peak RSS as VmHWM of /proc/self/status: getrusage's ru_maxrss survives exec, so a child would report its parent's
+# high-water mark.
+PEAK = "int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+
 MEMORY_PREDICT = """
-import resource, sys
+import sys
 import numpy as np, tensorflow as tf, vit_tf
 n = int(sys.argv[1])
 model = vit_tf.create_model("vit_small_patch16_224", return_attention=False)
 data = tf.data.Dataset.range(n).map(lambda i: tf.random.stateless_normal((224, 224, 3), (i, 0))).batch(8)
 predictions, attention = model.predict(data, verbose=0)
 assert predictions.shape == (n, 1000) and attention == {}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(""" + PEAK + """)
 """
 
 
@@ -121,9 +125,8 @@ def memory():
         write_jpegs(folder, 512, size=(240, 320))
         peaks = {}
         for n in (64, 512):
-            script = ("import resource, sys; from vit_tf.cli import main; "
-                      "code = main(sys.argv[1:]); "
-                      "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
+            script = ("import sys; from vit_tf.cli import main; code = main(sys.argv[1:]); "
+                      f"print({PEAK}, file=sys.stderr); sys.exit(code)")
             run = peak_rss_child([sys.executable, "-c", script, "distance", folder, "--model",
                                   "vit_small_patch16_224", "--random-weights", "--num-images", str(n),
                                   "--batch-size", "8", "--out", os.path.join(d, f"out{n}")])
