@@ -585,3 +585,41 @@ def test_browser_upload_and_click(browser, models, tmp_path):
     finally:
         demo.close()
         demo.explorer.close()
+
+
+def test_explanation_view_matches_the_library(models):
+    """The Explanations tab's handler: the map is `vit_tf.explain` on the run's input, the scores are
+    `insertion_deletion`'s AUCs; models without a classifier and bad targets get a message."""
+    from vit_tf import explain
+    from vit_tf.analysis.faithfulness import insertion_deletion
+    from vit_tf.app import EXPLAIN_STEPS, Explorer, Handlers
+
+    model = models["distilled"]
+    ex = Explorer([("tiny", model)])
+    h = Handlers(ex)
+    run = ex.run(*fields("tiny"))
+    top1 = int(np.argmax(run.outputs["logits"][0]))
+    picture, info = h.explain(*fields("tiny"), "gae", "", True)
+    assert picture.dtype == np.uint8 and info["target"] == top1 and info["method"] == "gae"
+    expected = explain(model, run.x, "gae", target=[top1])[0]
+    np.testing.assert_allclose(np.asarray(info["map"]), expected, atol=1e-9)
+    step = 64 * max(1, -(-16 // EXPLAIN_STEPS))  # 4x4 grid of 8x8 patches
+    game = insertion_deletion(model, run.x, expected[None], [top1], mode="deletion", step=step)
+    assert info["deletion_auc"] == pytest.approx(float(game["auc"][0]), abs=1e-9)
+    assert 0.0 <= info["insertion_auc"] <= 1.0 and info["steps"] == len(game["scores"][0]) - 1
+    _, other = h.explain(*fields("tiny"), "grad_rollout", "3", False)
+    assert other["target"] == 3 and "deletion_auc" not in other
+    assert "out of range" in h.explain(*fields("tiny"), "gae", "99", False)[1]["error"]
+    assert "method must be one of" in h.explain(*fields("tiny"), "nope", "", False)[1]["error"]
+    headless = Explorer([("features", tiny_model(num_classes=0))])
+    message = Handlers(headless).explain(*fields("features"), "gae", "", True)[1]["error"]
+    assert "has no classifier" in message
+
+
+def test_explain_endpoint(client, models):
+    from vit_tf import explain
+
+    x, _, outputs, _ = reference(models["plain"])
+    path, info = call(client, *fields(LABELS["plain"]), "attention", "2", False, api_name="/explain")
+    assert info["target"] == 2 and png(path).ndim == 3
+    np.testing.assert_allclose(np.asarray(info["map"]), explain(models["plain"], x, "attention")[0], atol=1e-6)

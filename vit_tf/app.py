@@ -802,6 +802,12 @@ class Handlers:
         return v.picture, v.info
 
     @_reported(2)
+    def explain(self, source, upload, model, checkpoint, random_weights, mode, method, target, scores):
+        v = explain_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), method, target,
+                         bool(scores))
+        return v.picture, v.info
+
+    @_reported(2)
     def grid(self, source, upload, model, checkpoint, random_weights, mode, token):
         v = grid_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), token)
         return v.picture, v.info
@@ -920,7 +926,8 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
             with gr.Tab("Downloads"):
                 make = gr.Button("Make the figures and summary.json", elem_id="make-downloads")
                 files = gr.File(file_count="multiple", label="Figures (PNG) and summary.json", elem_id="downloads")
-            _explanations_tab(gr)
+            explain_method, explain_target, explain_scores, explain_button, explain_out, explain_json = \
+                _explanations_tab(gr)
             with gr.Tab("Numbers"):
                 gr.Markdown("The numbers behind each view, as the API returns them.")
                 run_json, heads_json = gr.JSON(label="run"), gr.JSON(label="heads")
@@ -960,21 +967,78 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
         click.__annotations__ = {"evt": gr.SelectData}  # how Gradio knows to pass the click: a type, not a string
         picture.select(click, common, [row, col], api_visibility="private").then(
             h.patch, common + [block, row, col], patch_fields, api_visibility="private")
+        explain_button.click(h.explain, common + [explain_method, explain_target, explain_scores],
+                             [explain_out, explain_json], api_name="explain")
         make.click(h.downloads, common + [block, token, head_fusion, discard_ratio, start_block, keep, row, col],
                    [files, files_json], api_name="downloads")
     demo.explorer, demo.handlers = ex, h
     return demo
 
 
-def _explanations_tab(gr):
-    """RESERVED: class-specific explanations (`vit_tf.analysis.explain`, another issue) get their tab here.
+EXPLAIN_STEPS = 16  # deletion/insertion games in the page: 16 coarse steps, not one per patch (a few seconds)
 
-    Nothing is imported unless that module exists, so the app runs without it; when it lands, build its controls
-    and a view function (Run -> View) like the ones above and register them in `build_app`.
-    """
-    if importlib.util.find_spec("vit_tf.analysis.explain") is None:
-        return None
-    return None  # TODO(explain): add the explanation tab once vit_tf.analysis.explain's API is settled
+
+def explain_view(run: Run, method: str = "gae", target=None, scores: bool = True) -> View:
+    """A class-specific explanation (`vit_tf.analysis.explain`) of the run's image, with its deletion and insertion
+    AUCs (`vit_tf.analysis.faithfulness.insertion_deletion`, RISE's normalised AUC; `EXPLAIN_STEPS` coarse steps).
+
+    `target`: a class index, or None / "" for the top-1. Arrays: "map" (gh, gw) and, with scores, "deletion" and
+    "insertion" curves (steps + 1,)."""
+    from .analysis.explain import METHODS, explain
+
+    if method not in METHODS:
+        raise InputError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    net = run.model.model
+    classes = int(net.config.num_classes)
+    if target in (None, ""):
+        target = int(np.argmax(run.outputs["logits"][0])) if classes else None
+    else:
+        try:
+            target = int(target)
+        except (TypeError, ValueError):
+            raise InputError(f"target class must be a whole number, got {target!r}") from None
+        if not 0 <= target < max(classes, 1):
+            raise InputError(f"target class {target} is out of range for {classes} classes")
+    if target is None and method not in ("attention", "rollout"):
+        raise InputError(f"{method} explains a class, and {run.model.name} has no classifier; use attention or rollout")
+    patch_map = np.asarray(explain(net, run.x, method, target=None if target is None else [target]))[0]
+    info = {"method": method, "target": target, "map": patch_map.tolist()}
+    arrays = {"map": patch_map}
+    if target is not None and classes == 1000:
+        from .analysis import imagenet_class_names
+
+        info["target_name"] = imagenet_class_names()[target]
+    if scores and target is not None:
+        from .analysis.faithfulness import insertion_deletion
+
+        n = patch_map.size
+        step = run.patch_size ** 2 * max(1, -(-n // EXPLAIN_STEPS))
+        for mode in ("deletion", "insertion"):
+            game = insertion_deletion(net, run.x, patch_map[None], [target], mode=mode, step=step)
+            arrays[mode] = np.asarray(game["scores"])[0]
+            info[f"{mode}_auc"] = float(np.asarray(game["auc"])[0])
+        info["steps"] = int(len(arrays["deletion"]) - 1)
+    up = upsample(patch_map, run.picture.shape[:2])
+    labels = [f"{method} (class {target})" if target is not None else method, "input x map / max"]
+    return View(mosaic([overlay(run.picture, up, alpha=0.6), apply_mask(run.picture, up)], labels, 2), arrays, info)
+
+
+def _explanations_tab(gr):
+    """The controls of the explanation view (one button: an explanation costs a backward pass, its scores
+    2 x EXPLAIN_STEPS forward passes)."""
+    from .analysis.explain import METHODS
+
+    with gr.Tab("Explanations"):
+        gr.Markdown("Class-specific explanations with their faithfulness: deletion AUC (lower is better) and "
+                    f"insertion AUC (higher is better), RISE's normalised AUC over {EXPLAIN_STEPS} steps.")
+        with gr.Row():
+            method = gr.Dropdown(sorted(METHODS), value="gae", label="Method", elem_id="explain-method")
+            target = gr.Textbox(value="", label="Target class index (empty: the top-1)", elem_id="explain-target")
+            scores = gr.Checkbox(value=True, label="Faithfulness scores", elem_id="explain-scores")
+            run_button = gr.Button("Explain", elem_id="explain-run")
+        picture = gr.Image(format="png", interactive=False, show_label=False, elem_id="explain-image")
+        numbers = gr.JSON(label="explanation")
+    return method, target, scores, run_button, picture, numbers
 
 
 def serve(demo, host: Optional[str] = "127.0.0.1", port: Optional[int] = None, **launch_kwargs):
@@ -988,7 +1052,7 @@ def serve(demo, host: Optional[str] = "127.0.0.1", port: Optional[int] = None, *
 __all__ = [
     "ASPECT", "CROP", "DEFAULT_MODEL", "Explorer", "Handlers", "InputError", "LoadedModel", "MAX_PIXELS",
     "MAX_UPLOAD_BYTES", "ModelSpec", "RESIZE_MODES", "Run", "SAMPLES", "UPLOAD", "View", "aspect_size", "build_app",
-    "describe_error", "distance_view", "figure_array", "grid_picture", "grid_view", "heads_picture", "heatmap_view",
+    "describe_error", "distance_view", "explain_view", "figure_array", "grid_picture", "grid_view", "heads_picture", "heatmap_view",
     "import_gradio", "input_picture", "mark_patch", "mask_view", "masks_picture", "model_input", "model_markdown",
     "mosaic", "patch_at", "patch_view", "picture_scale", "rollout_picture", "rollout_view", "sample_image",
     "scale_picture", "serve", "token_choices", "upsample",
