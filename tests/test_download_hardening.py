@@ -3,6 +3,7 @@ short without a Content-Length, HTTP errors, concurrent fetches of one file (thr
 holder), a cache that cannot be written, and no empty directories left behind."""
 
 import contextlib
+import encodings.cp437  # noqa: F401  (zipfile needs it; loaded before the test drops to an unprivileged user)
 import hashlib
 import http.server
 import io
