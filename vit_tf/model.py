@@ -237,19 +237,23 @@ class VisionTransformer(keras.Model):
         out = self.norm(x)
         return (out, attention, hidden) if return_hidden else (out, attention)
 
-    def forward_all(self, images, training=False, return_attention=None, head_mask=None) \
-            -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
-        """Every output head by name, and the attention dict.
+    def forward_head(self, tokens, hidden=None) -> Dict[str, tf.Tensor]:
+        """The output heads on final-norm tokens (timm's `forward_head`): the one place the head rules live.
 
-        Returns ({"features": (B, D) final-norm class token, "logits": (B, classes) when the model has a
-        classifier, and for distilled DeiT also "cls_logits" and "dist_logits"}, all float32; attention_scores).
+        Args:
+            tokens: (B, T, D) final-norm tokens, prefix tokens first (`forward_features`' first output).
+            hidden: the blocks' output tokens before the final norm, [(B, T, D)] per block; only the "dino_last4"
+                and "dinov2_linear4" heads read them (the last 4).
+        Returns:
+            {"features": (B, D) final-norm class token, "logits": (B, classes) when the model has a classifier,
+            and for distilled DeiT also "cls_logits" and "dist_logits"}, all float32.
         """
         c = self.config
-        tokens, attention, hidden = self.forward_features(images, training, return_hidden=True,
-                                                          return_attention=return_attention, head_mask=head_mask)
         outputs = {"features": tf.cast(tokens[:, 0], tf.float32)}
         if self.head is None:
-            return outputs, attention
+            return outputs
+        if c.head_type in ("dino_last4", "dinov2_linear4") and (hidden is None or len(hidden) < 4):
+            raise ValueError(f"head type {c.head_type!r} reads the last 4 blocks' outputs: pass `hidden`")
         if c.head_type == "dino_last4":
             # DINO eval_linear: final norm applied to each of the last 4 blocks' outputs, class tokens concatenated.
             head_in = tf.concat([self.norm(h[:, 0]) for h in hidden[-4:]], axis=-1)
@@ -270,7 +274,14 @@ class VisionTransformer(keras.Model):
             outputs.update(cls_logits=logits, dist_logits=dist_logits)
             logits = (logits + dist_logits) / 2
         outputs["logits"] = logits
-        return outputs, attention
+        return outputs
+
+    def forward_all(self, images, training=False, return_attention=None, head_mask=None) \
+            -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
+        """Every output head by name (`forward_head`), and the attention dict."""
+        tokens, attention, hidden = self.forward_features(images, training, return_hidden=True,
+                                                          return_attention=return_attention, head_mask=head_mask)
+        return self.forward_head(tokens, hidden), attention
 
     def call(self, images, training=False, return_attention=None, head_mask=None):
         outputs, attention = self.forward_all(images, training=training, return_attention=return_attention,

@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._arrays import check_finite, token_index
+from .engine import compiled, logits_function
 from .rollout import attention_rollout
 
 METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention",
@@ -50,31 +51,6 @@ CLASS_AGNOSTIC = ("attention", "rollout")  # `target` does not change these maps
 ROLLOUT_TYPE = ("rollout", "grad_rollout", "gae", "transformer_attribution")  # products over blocks
 
 _EPS = 1e-9  # the stabiliser of Chefer et al.'s safe_divide
-_CACHE = "_vit_tf_explain_functions"  # attribute holding a model's traced functions
-
-
-def compiled(model, name: str, build):
-    """`tf.function(build(model))` made once per model and name (batch sizes vary without retracing). The
-    explanations and faithfulness tests run dozens of passes per batch; traced, they do not pay Python's
-    per-layer overhead each time. Kept on the model itself (set past Keras's attribute tracking), so they go
-    with it when it is freed."""
-    import tensorflow as tf
-
-    fns = model.__dict__.get(_CACHE)
-    if fns is None:
-        fns = {}
-        object.__setattr__(model, _CACHE, fns)
-    if name not in fns:
-        fns[name] = tf.function(build(model), reduce_retracing=True)
-    return fns[name]
-
-
-def _build_logits(model):
-    import tensorflow as tf
-
-    def logits(images):
-        return tf.cast(model(images, training=False, return_attention=False)[0], tf.float32)
-    return logits
 
 
 # -- inputs and targets ------------------------------------------------------------------------------------------
@@ -139,7 +115,7 @@ def attention_gradients(model, images, target=None) -> Tuple[np.ndarray, np.ndar
 
     _check_classifier(model)
     x, _ = _images(model, images)
-    logits = compiled(model, "logits", _build_logits)(x).numpy()
+    logits = logits_function(model)(x).numpy()
     targets = resolve_targets(logits, target)
     keys = [f"transformer_block_{i}_att" for i in range(model.config.depth)]
     maps, grads = compiled(model, "attention_gradients", _build_attention_gradients)(x, tf.constant(targets))
@@ -333,17 +309,11 @@ def _run_block(block, x) -> Tuple[object, Dict[str, object]]:
 
 
 def _head(model, tokens):
-    """Logits from final-norm tokens for the "token" and "distilled" heads (as `VisionTransformer.forward_all`)."""
+    """Logits from final-norm tokens for the "token" and "distilled" heads (`VisionTransformer.forward_head`)."""
     c = model.config
     if c.head_type not in ("token", "distilled"):
         raise ValueError(f"head type {c.head_type!r} is not supported here (only 'token' and 'distilled')")
-    head_in = tokens[:, 0]
-    if model.pre_logits is not None:
-        head_in = model.pre_logits(head_in)
-    logits = model.head(head_in)
-    if model.head_dist is not None:
-        logits = (logits + model.head_dist(tokens[:, 1])) / 2
-    return logits
+    return model.forward_head(tokens)["logits"]
 
 
 def traced_forward(model, images) -> Tuple[object, Dict[str, object]]:
@@ -612,7 +582,7 @@ def _pixel_gradient(model, x, targets) -> np.ndarray:
 def _logits(model, x) -> np.ndarray:
     import tensorflow as tf
 
-    return np.asarray(compiled(model, "logits", _build_logits)(tf.convert_to_tensor(x, tf.float32)), np.float64)
+    return np.asarray(logits_function(model)(tf.convert_to_tensor(x, tf.float32)), np.float64)
 
 
 def integrated_gradients(model, images, target=None, *, steps: int = 50, baseline=0.0) -> Tuple[np.ndarray,

@@ -46,7 +46,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ._arrays import check_finite, to_numpy
-from .explain import _build_logits, compiled
+from .engine import compiled, logits_function
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FILLS = ("zero", "blur", "road")
@@ -82,8 +82,6 @@ def rise_auc(scores) -> np.ndarray:
 def _build_subset(model):
     import tensorflow as tf
 
-    from .explain import _head
-
     def fn(images, keep):
         tokens = model._embed(images, False)
         p = model.config.num_prefix_tokens
@@ -91,7 +89,7 @@ def _build_subset(model):
         h = tf.concat([tokens[:, :p], patches], axis=1)
         for block in model.blocks:
             h, _ = block(h, training=False, return_attention=False)
-        return tf.cast(_head(model, model.norm(h)), tf.float32)
+        return tf.cast(model.forward_head(model.norm(h))["logits"], tf.float32)
     return fn
 
 
@@ -271,7 +269,7 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
 def _logits(model, images) -> np.ndarray:
     import tensorflow as tf
 
-    return np.asarray(compiled(model, "logits", _build_logits)(tf.constant(np.asarray(images, np.float32))),
+    return np.asarray(logits_function(model)(tf.constant(np.asarray(images, np.float32))),
                       np.float64)
 
 
