@@ -111,16 +111,55 @@ class PatchEmbed(keras.layers.Layer):
         return {**super().get_config(), "patch_size": self.patch_size, "embed_dim": self.embed_dim}
 
 
+# -- the arithmetic every block runs, on (M, features) token matrices ---------------------------------------------
+# Tokens go through the blocks as 2-D (B * N, D) matrices: a 2-D MatMul followed by BiasAdd (and GELU) is what
+# TensorFlow's oneDNN rewrite fuses into one kernel (`_MklNativeFusedMatMul`); on (B, N, D) the same Dense layer
+# becomes a batched matmul with a separate bias add and a four-op GELU, which costs 15-25 % of the forward pass
+# in float32 and more in bfloat16 (benchmarks/README.md, "Where the time goes").
+def linear(layer, x, activation=None):
+    """A `keras.layers.Dense` layer's weights applied to x (M, in) -> (M, out) in x's dtype, as MatMul + BiasAdd
+    [+ exact GELU] so that the three fuse. `activation`: None or "gelu"."""
+    y = tf.matmul(x, tf.cast(layer.kernel, x.dtype))
+    if layer.use_bias:
+        y = tf.nn.bias_add(y, tf.cast(layer.bias, x.dtype))
+    if activation == "gelu":
+        y = tf.nn.gelu(y, approximate=False)
+    return y
+
+
+def layer_norm(layer, x):
+    """A `keras.layers.LayerNormalization` (last axis) applied to x (..., D), computed in float32 whatever x's dtype
+    (as Keras does) and returned in x's dtype."""
+    dtype = x.dtype
+    x = tf.cast(x, tf.float32)
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
+    inv = tf.math.rsqrt(var + layer.epsilon) * tf.cast(layer.gamma, tf.float32)
+    return tf.cast(x * inv + (tf.cast(layer.beta, tf.float32) - mean * inv), dtype)
+
+
+def _scaled(layer_scale, x):
+    """x times a `LayerScale`'s gamma, or x when there is none."""
+    return x if layer_scale is None else x * tf.cast(layer_scale.gamma, x.dtype)
+
+
+def head_mask_factors(head_mask, num_heads: int, dtype) -> tf.Tensor:
+    """A head mask for one block, (heads,) for every image or (B, heads) per image, as factors (1 or B, heads, 1, 1)
+    that broadcast over attention maps (B, heads, N, N)."""
+    m = tf.cast(head_mask, dtype)
+    return tf.reshape(m, (-1, num_heads, 1, 1))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Attention(keras.layers.Layer):
     """Multi-head self-attention with a fused `qkv` projection.
 
-    Call: `attn(x, training=False, return_attention=True, head_mask=None)` with x (B, N, D) and head_mask None or
-    (heads,), a factor on each head's attention probabilities before they mix the values.
+    Call: `attn(x, training=False, return_attention=True, head_mask=None)` with x (B, N, D) and head_mask None,
+    (heads,) or (B, heads): a factor on each head's attention probabilities before they mix the values.
     Returns (output (B, N, D), attention (B, heads, N, N) float32 softmax probabilities taken before attention
-    dropout and multiplied by `head_mask`), or (output, None) with `return_attention=False`, which runs the fused
-    `keras.ops.dot_product_attention` and never materialises the maps. The softmax is computed in float32 under
-    every dtype policy.
+    dropout and multiplied by `head_mask`), or (output, None) with `return_attention=False`. The softmax is computed
+    in float32 under every dtype policy. `forward(x2d, batch, tokens, ...)` is the same on (B * N, D) matrices and
+    can record every intermediate tensor (see `TransformerBlock.forward`).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
@@ -141,25 +180,34 @@ class Attention(keras.layers.Layer):
         self.proj.build((None, None, self.dim))
         self.built = True
 
+    def forward(self, x, batch, tokens, training=False, head_mask=None, record=None):
+        """x (B * N, D) in the compute dtype -> (output (B * N, D), attention (B, heads, N, N) float32).
+
+        record: None or a dict that receives "q", "k", "v" (B, heads, N, hd), "a" (the attention as returned) and
+        "ctx" (B * N, D), the heads' outputs concatenated before `proj`."""
+        h, hd = self.num_heads, self.head_dim
+        qkv = tf.reshape(linear(self.qkv, x), (batch, tokens, 3, h, hd))
+        q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
+        logits = tf.matmul(q * tf.cast(self.scale, q.dtype), k, transpose_b=True)
+        attn = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        if head_mask is not None:
+            attn = attn * head_mask_factors(head_mask, h, tf.float32)
+        probs = attn
+        if training and self.attn_drop_rate > 0:
+            probs = self.attn_drop(attn, training=training)
+        ctx = tf.matmul(tf.cast(probs, v.dtype), v)  # (B, heads, N, hd)
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (-1, self.dim))
+        if record is not None:
+            record.update(q=q, k=k, v=v, a=attn, ctx=ctx)
+        out = linear(self.proj, ctx)
+        if training and self.proj_drop_rate > 0:
+            out = self.proj_drop(out, training=training)
+        return out, attn
+
     def call(self, x, training=False, return_attention=True, head_mask=None):
         b, n = tf.shape(x)[0], tf.shape(x)[1]
-        qkv = tf.reshape(self.qkv(x), (b, n, 3, self.num_heads, self.head_dim))
-        if return_attention or (training and self.attn_drop_rate > 0):
-            q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
-            logits = tf.matmul(q * tf.cast(self.scale, q.dtype), k, transpose_b=True)
-            attn = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-            if head_mask is not None:
-                attn = attn * tf.reshape(tf.cast(head_mask, tf.float32), (1, self.num_heads, 1, 1))
-            out = tf.matmul(tf.cast(self.attn_drop(attn, training=training), v.dtype), v)  # (B, heads, N, hd)
-            out = tf.transpose(out, (0, 2, 1, 3))
-        else:
-            q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 1, 3, 4)), axis=0)  # each (B, N, heads, hd)
-            out = keras.ops.dot_product_attention(q, k, v, scale=self.scale)  # (B, N, heads, hd)
-            if head_mask is not None:  # (A * m) V == m * (A V) per head
-                out = out * tf.reshape(tf.cast(head_mask, out.dtype), (1, 1, self.num_heads, 1))
-            attn = None
-        out = tf.reshape(out, (b, n, self.dim))
-        return self.proj_drop(self.proj(out), training=training), (attn if return_attention else None)
+        out, attn = self.forward(tf.reshape(x, (-1, self.dim)), b, n, training=training, head_mask=head_mask)
+        return tf.reshape(out, (b, n, self.dim)), (attn if return_attention else None)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads, "qkv_bias": self.qkv_bias,
@@ -168,7 +216,7 @@ class Attention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Mlp(keras.layers.Layer):
-    """fc1 -> exact GELU -> dropout -> fc2 -> dropout."""
+    """fc1 -> exact GELU -> dropout -> fc2 -> dropout, on (..., dim)."""
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, **kwargs):
         super().__init__(**kwargs)
@@ -182,9 +230,18 @@ class Mlp(keras.layers.Layer):
         self.fc2.build((None, None, self.hidden_dim))
         self.built = True
 
+    def forward(self, x, training=False, record=None):
+        """x (M, dim) -> (M, dim); record: None or a dict that receives "g" (M, hidden), the GELU's output."""
+        dropping = training and self.drop_rate > 0
+        g = linear(self.fc1, x, "gelu")
+        if record is not None:
+            record["g"] = g
+        out = linear(self.fc2, self.drop(g, training=training) if dropping else g)
+        return self.drop(out, training=training) if dropping else out
+
     def call(self, x, training=False):
-        x = self.drop(tf.nn.gelu(self.fc1(x), approximate=False), training=training)
-        return self.drop(self.fc2(x), training=training)
+        shape = tf.shape(x)
+        return tf.reshape(self.forward(tf.reshape(x, (-1, self.dim)), training), shape)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim, "drop": self.drop_rate}
@@ -193,7 +250,7 @@ class Mlp(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SwiGLUMlp(keras.layers.Layer):
     """DINOv2's SwiGLU MLP in timm's packed layout: fc1 (dim -> 2 * hidden_dim) gives halves x1, x2; then
-    dropout -> fc2(silu(x1) * x2) -> dropout. (B, N, dim) -> (B, N, dim)."""
+    dropout -> fc2(silu(x1) * x2) -> dropout. (..., dim) -> (..., dim)."""
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, **kwargs):
         super().__init__(**kwargs)
@@ -207,10 +264,19 @@ class SwiGLUMlp(keras.layers.Layer):
         self.fc2.build((None, None, self.hidden_dim))
         self.built = True
 
+    def forward(self, x, training=False, record=None):
+        """x (M, dim) -> (M, dim); record: None or a dict that receives "g" (M, hidden), silu(x1) * x2."""
+        dropping = training and self.drop_rate > 0
+        x1, x2 = tf.split(linear(self.fc1, x), 2, axis=-1)  # the gate is the first half, as torch's chunk(2)
+        g = tf.nn.silu(x1) * x2
+        if record is not None:
+            record["g"] = g
+        out = linear(self.fc2, self.drop(g, training=training) if dropping else g)
+        return self.drop(out, training=training) if dropping else out
+
     def call(self, x, training=False):
-        x1, x2 = tf.split(self.fc1(x), 2, axis=-1)  # the gate is the first half, as torch's chunk(2)
-        x = self.drop(tf.nn.silu(x1) * x2, training=training)
-        return self.drop(self.fc2(x), training=training)
+        shape = tf.shape(x)
+        return tf.reshape(self.forward(tf.reshape(x, (-1, self.dim)), training), shape)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim, "drop": self.drop_rate}
@@ -261,8 +327,9 @@ class TransformerBlock(keras.layers.Layer):
     """Pre-norm block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))); the LayerScales `ls1`/`ls2` exist only
     with `init_values` (DINOv2), and `mlp_type` "swiglu" makes `mlp` a `SwiGLUMlp`.
 
-    Call: `block(x, training=False, return_attention=True, head_mask=None)`, x (B, N, D), head_mask None or (heads,).
-    Returns (tokens (B, N, D), attention (B, heads, N, N) float32, or None with `return_attention=False`).
+    Call: `block(x, training=False, return_attention=True, head_mask=None)`, x (B, N, D), head_mask None, (heads,) or
+    (B, heads). Returns (tokens (B, N, D), attention (B, heads, N, N) float32, or None with
+    `return_attention=False`). `forward` is the same on (B * N, D) matrices and can record every intermediate.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool = True, layer_norm_eps: float = 1e-6,
@@ -292,16 +359,42 @@ class TransformerBlock(keras.layers.Layer):
                 layer.build((None, None, self.dim))
         self.built = True
 
+    def forward(self, x, batch, tokens, training=False, head_mask=None, record=None):
+        """The block on a (B * N, D) token matrix in the compute dtype: the one implementation that `call`, the
+        model's forward pass and the explanation methods all run.
+
+        Args:
+            x: (B * N, D) tokens, image-major. batch, tokens: B and N.
+            head_mask: None, (heads,) or (B, heads).
+            record: None, or a dict that receives the block's intermediate tensors (timm's `forward_intermediates`
+                idea, per sublayer): "x" input (B*N, D), "n1" norm1(x), "q", "k", "v" (B, heads, N, hd), "a" the
+                attention (B, heads, N, N) float32, "ctx" (B*N, D) heads' outputs before `proj`, "y" the attention
+                branch after `proj` (and ls1), "mid" x + y, "n2" norm2(mid), "g" the MLP's hidden activation
+                (B*N, hidden), "m" the MLP branch (after ls2), "out" mid + m.
+        Returns:
+            (out (B * N, D), attention (B, heads, N, N) float32).
+        """
+        n1 = layer_norm(self.norm1, x)
+        y, attn = self.attn.forward(n1, batch, tokens, training=training, head_mask=head_mask, record=record)
+        y = _scaled(self.ls1, y)
+        mid = self._residual(x, y, batch, training)
+        n2 = layer_norm(self.norm2, mid)
+        m = _scaled(self.ls2, self.mlp.forward(n2, training=training, record=record))
+        out = self._residual(mid, m, batch, training)
+        if record is not None:
+            record.update(x=x, n1=n1, y=y, mid=mid, n2=n2, m=m, out=out)
+        return out, attn
+
+    def _residual(self, x, branch, batch, training):
+        if training and self.drop_path_rate > 0:  # stochastic depth drops whole images' branches
+            branch = tf.reshape(self.drop_path(tf.reshape(branch, (batch, -1, self.dim)), training=True),
+                                (-1, self.dim))
+        return x + branch
+
     def call(self, x, training=False, return_attention=True, head_mask=None):
-        y, attn = self.attn(self.norm1(x), training=training, return_attention=return_attention, head_mask=head_mask)
-        if self.ls1 is not None:
-            y = self.ls1(y)
-        x = x + self.drop_path(y, training=training)
-        y = self.mlp(self.norm2(x), training=training)
-        if self.ls2 is not None:
-            y = self.ls2(y)
-        x = x + self.drop_path(y, training=training)
-        return x, attn
+        b, n = tf.shape(x)[0], tf.shape(x)[1]
+        out, attn = self.forward(tf.reshape(x, (-1, self.dim)), b, n, training=training, head_mask=head_mask)
+        return tf.reshape(out, (b, n, self.dim)), (attn if return_attention else None)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from .configs import ViTConfig
 from .registry import Recipe
-from .layers import PACKAGE, PatchEmbed, TransformerBlock, resample_grid
+from .layers import PACKAGE, PatchEmbed, TransformerBlock, layer_norm, resample_grid
 
 
 def attention_key(i: int) -> str:
@@ -46,10 +46,10 @@ class VisionTransformer(keras.Model):
     preprocessed; H and W must be multiples of the patch size (other sizes than `img_size` resample the position
     embeddings as `config.pos_embed_interpolation` says: timm's `resample_abs_pos_embed` by default, the official
     DINOv2 or Hugging Face interpolation where the weights' reference uses it). `return_attention` None uses the
-    constructor's default; a list
-    of block indices (negative ones count from the end) returns only those maps, and blocks whose maps are not
-    requested run a fused attention op. `head_mask` (depth, heads) multiplies each head's attention probabilities
-    before they mix the values (0 removes a head); the returned maps are the probabilities times the mask.
+    constructor's default; a list of block indices (negative ones count from the end) returns only those maps.
+    `head_mask` (depth, heads), or (B, depth, heads) with one mask per image, multiplies each head's attention
+    probabilities before they mix the values (0 removes a head); the returned maps are the probabilities times the
+    mask.
     Returns, in every mode, `(outputs, attention_scores)`:
         outputs: float32 logits (B, num_classes); for a model with `num_classes == 0` the final-norm class-token
             features (B, embed_dim). A distilled DeiT gives the mean of its two heads' logits.
@@ -163,13 +163,22 @@ class VisionTransformer(keras.Model):
         return tuple(sorted({i % depth for i in indices}))
 
     def _check_head_mask(self, head_mask):
+        """None, (depth, heads) for every image or (B, depth, heads) per image -> a float32 tensor or None."""
         if head_mask is None:
             return None
         head_mask = tf.convert_to_tensor(head_mask, tf.float32)
         expected = (self.config.depth, self.config.num_heads)
-        if head_mask.shape.rank is not None and tuple(head_mask.shape) != expected:
-            raise ValueError(f"head_mask must have shape (depth, heads) = {expected}, got {tuple(head_mask.shape)}")
+        rank = head_mask.shape.rank
+        if rank is not None and (rank not in (2, 3) or tuple(head_mask.shape[-2:]) != expected):
+            raise ValueError(f"head_mask must have shape (depth, heads) = {expected} or (batch, depth, heads), "
+                             f"got {tuple(head_mask.shape)}")
         return head_mask
+
+    @staticmethod
+    def _block_mask(head_mask, i):
+        if head_mask is None:
+            return None
+        return head_mask[i] if head_mask.shape.rank == 2 else head_mask[:, i]
 
     def _embed(self, images, training):
         c = self.config
@@ -226,16 +235,39 @@ class VisionTransformer(keras.Model):
         request = self._normalize_request(return_attention)
         head_mask = self._check_head_mask(head_mask)
         x = self._embed(images, training)
+        b, n, d = tf.shape(x)[0], tf.shape(x)[1], self.config.embed_dim
+        x = tf.reshape(x, (-1, d))  # (B * T, D): the blocks run on token matrices (see layers.linear)
         attention, hidden = {}, []
         for i, block in enumerate(self.blocks):
-            wanted = request is True or (request is not False and i in request)
-            x, att = block(x, training=training, return_attention=wanted,
-                           head_mask=None if head_mask is None else head_mask[i])
-            if wanted:
+            x, att = block.forward(x, b, n, training=training, head_mask=self._block_mask(head_mask, i))
+            if request is True or (request is not False and i in request):
                 attention[attention_key(i)] = att
-            hidden.append(x)
-        out = self.norm(x)
+            hidden.append(tf.reshape(x, (b, n, d)))
+        out = layer_norm(self.norm, hidden[-1])
         return (out, attention, hidden) if return_hidden else (out, attention)
+
+    def forward_intermediates(self, images, head_mask=None):
+        """The eval forward pass with every block's intermediate tensors (`TransformerBlock.forward`'s record): what
+        the explanation methods read, from the same code as the call.
+
+        Args:
+            images: (B, H, W, 3) preprocessed. head_mask: as in the call.
+        Returns:
+            (outputs dict of `forward_head`, records [per block {name: tensor}, see `TransformerBlock.forward`],
+            tokens (B, T, D) after the final norm).
+        """
+        head_mask = self._check_head_mask(head_mask)
+        x = self._embed(images, False)
+        b, n, d = tf.shape(x)[0], tf.shape(x)[1], self.config.embed_dim
+        x = tf.reshape(x, (-1, d))
+        records, hidden = [], []
+        for i, block in enumerate(self.blocks):
+            record = {}
+            x, _ = block.forward(x, b, n, head_mask=self._block_mask(head_mask, i), record=record)
+            records.append(record)
+            hidden.append(tf.reshape(x, (b, n, d)))
+        tokens = layer_norm(self.norm, hidden[-1])
+        return self.forward_head(tokens, hidden), records, tokens
 
     def forward_head(self, tokens, hidden=None) -> Dict[str, tf.Tensor]:
         """The output heads on final-norm tokens (timm's `forward_head`): the one place the head rules live.
@@ -256,13 +288,13 @@ class VisionTransformer(keras.Model):
             raise ValueError(f"head type {c.head_type!r} reads the last 4 blocks' outputs: pass `hidden`")
         if c.head_type == "dino_last4":
             # DINO eval_linear: final norm applied to each of the last 4 blocks' outputs, class tokens concatenated.
-            head_in = tf.concat([self.norm(h[:, 0]) for h in hidden[-4:]], axis=-1)
+            head_in = tf.concat([layer_norm(self.norm, h[:, 0]) for h in hidden[-4:]], axis=-1)
         elif c.head_type == "dino_avgpool":
             cls, avg = tokens[:, 0], tf.reduce_mean(tokens[:, 1:], axis=1)
             head_in = tf.reshape(tf.stack([cls, avg], axis=-1), (-1, 2 * c.embed_dim))  # channel-interleaved
         elif c.head_type in ("dinov2_linear", "dinov2_linear4"):
             # dinov2.hub.classifiers: class token(s), then the mean of the patch tokens (registers excluded).
-            classes = [tokens[:, 0]] if c.head_type == "dinov2_linear" else [self.norm(h[:, 0]) for h in hidden[-4:]]
+            classes = [tokens[:, 0]] if c.head_type == "dinov2_linear" else [layer_norm(self.norm, h[:, 0]) for h in hidden[-4:]]
             head_in = tf.concat(classes + [tf.reduce_mean(tokens[:, c.num_prefix_tokens:], axis=1)], axis=-1)
         else:
             head_in = tokens[:, 0]
