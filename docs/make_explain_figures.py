@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_sample_image
 
 import vit_tf
-from vit_tf import analysis, plotting, plotting_explain
+from vit_tf import analysis, plotting
 from vit_tf.analysis.explain import METHODS, explain
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
@@ -34,7 +34,7 @@ def main():
     options = {"integrated_gradients": {"steps": 32}, "smoothgrad": {"samples": 32}}
     maps = {m: explain(model, x, m, target=target, **options.get(m, {}))[0] for m in METHODS}
     name = analysis.imagenet_class_names()[target]
-    fig = plotting_explain.explain_figure(
+    fig = plotting.explain_figure(
         shown, maps, title=f"{MODEL} with RANDOM WEIGHTS (no learned structure): explanations of {name!r} "
                            f"(class {target}, its top-1)")
     path = plotting.save_figure(fig, os.path.join(OUT, "explain.png"), dpi=DPI)

@@ -22,7 +22,7 @@ from vit_tf import analysis
 from vit_tf.analysis.cka import layer_cka
 from vit_tf.analysis.heads import head_statistics
 from vit_tf.plotting import save_figure
-from vit_tf.plotting_representations import cka_figure, heads_figure
+from vit_tf.plotting import cka_figure, heads_figure
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
 DPI = 72

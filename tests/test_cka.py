@@ -277,7 +277,7 @@ def test_cnn_named_layers_pooled(vit):
 
 def test_cka_figure(tmp_path):
     from vit_tf.plotting import save_figure
-    from vit_tf.plotting_representations import cka_figure
+    from vit_tf.plotting import cka_figure
 
     names = ["embedding"] + [f"block_{i}" for i in range(20)] + ["norm"]
     values = np.random.default_rng(0).uniform(-0.1, 1, (22, 22))

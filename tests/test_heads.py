@@ -172,7 +172,7 @@ def test_heads_figures(tmp_path):
     from PIL import Image
 
     from vit_tf.plotting import save_figure
-    from vit_tf.plotting_representations import head_heatmap_figure, heads_figure
+    from vit_tf.plotting import head_heatmap_figure, heads_figure
 
     rng = np.random.default_rng(0)
     fig = heads_figure(rng.uniform(size=(12, 12)), rng.uniform(-0.1, 0.05, (12, 12)), rng.uniform(0, 5, (12, 12)),

@@ -116,7 +116,8 @@ def _figure_names(paths):
 def run(args) -> int:
     import numpy as np
 
-    from .. import plotting, plotting_explain
+    from .. import plotting
+    from ..plotting import explanations as plotting_explain
     from ..analysis import imagenet_class_names, prepare, top_k
     from ..analysis.explain import explain
 

@@ -194,7 +194,8 @@ def summarize(stats, methods, classes, fractions):
 def run(args) -> int:
     from tqdm import tqdm
 
-    from .. import plotting, plotting_explain
+    from .. import plotting
+    from ..plotting import explanations as plotting_explain
     from ..analysis import faithfulness as F
     from .common import figure_label
 

@@ -87,7 +87,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .. import plotting
-    from .. import plotting_representations as rplot
+    from .. import plotting as rplot
     from ..analysis import iter_batches
     from ..analysis.heads import HeadStatistics
 

@@ -118,7 +118,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .. import plotting
-    from .. import plotting_representations as rplot
+    from .. import plotting as rplot
     from ..analysis import list_images
     from ..analysis.cka import layer_cka
 

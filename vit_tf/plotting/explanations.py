@@ -1,19 +1,19 @@
-"""Matplotlib figures of the explanation maps (`vit_tf.analysis.explain`) and faithfulness curves
+"""Figures of the explanation maps (`vit_tf.explain`) and of the faithfulness curves
 (`vit_tf.analysis.faithfulness`).
 
-As in `vit_tf.plotting`: every function builds a `matplotlib.figure.Figure` directly (no pyplot state, any backend,
-headless Agg included) in constrained layout and returns it; `vit_tf.plotting.save_figure` writes it.
+Every function builds a `matplotlib.figure.Figure` directly (no pyplot state, any backend, headless Agg included) in
+constrained layout and returns it; `vit_tf.plotting.save_figure` writes it.
 """
 
 from __future__ import annotations
 
-import textwrap
 from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analysis.heatmaps import normalize_map, resize_maps
+from ..analysis.heatmaps import normalize_map, resize_maps
+from . import common as C
 
 # Display names, with the paper each method comes from.
 METHOD_LABELS = {
@@ -34,11 +34,6 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def _wrapped(text: str, width_inches: float, fontsize: float) -> str:
-    chars = max(int(width_inches * 72 / (0.6 * fontsize)), 10)
-    return "\n".join(textwrap.wrap(text, chars, break_long_words=False)) or text
-
-
 def explain_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], title: str = "", ncols: Optional[int] = None,
                    tile: float = 2.6, alpha: float = 0.5) -> Figure:
     """The input and one panel per method: its map (gh, gw), upsampled bilinearly to the image and min-max scaled
@@ -51,10 +46,6 @@ def explain_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], title: str
         title: figure title (e.g. the model, class name and whether the weights are random).
         ncols: panels per row (default: all in one row up to 5).
     """
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    import matplotlib
-
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"image must be (H, W, 3), got {img.shape}")
@@ -64,10 +55,8 @@ def explain_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], title: str
     cols = ncols or min(n, 5)
     rows = -(-n // cols)
     aspect = img.shape[0] / img.shape[1]
-    fig = Figure(figsize=(tile * cols + 0.8, tile * aspect * rows + 0.9 + 0.25 * rows), layout="constrained")
-    axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax in axes:
-        ax.set_axis_off()
+    fig = C.figure((tile * cols + 0.8, tile * aspect * rows + 0.9 + 0.25 * rows))
+    axes = C.grid_axes(fig, rows, cols).ravel()
     axes[0].imshow(img)
     axes[0].set_title("Input", fontsize=9)
     for ax, (method, m) in zip(axes[1:], maps.items()):
@@ -78,13 +67,10 @@ def explain_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], title: str
             ax.imshow(normalize_map(resize_maps(m, img.shape[:2])), cmap=_CMAP, alpha=alpha, vmin=0.0, vmax=1.0)
         else:  # e.g. Grad-CAM's ReLU zeroing every patch: say so rather than paint a flat colour
             name += f" (constant {m.flat[0]:.3g})"
-        ax.set_title(_wrapped(name, tile, 8), fontsize=8)
-    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=matplotlib.colormaps[_CMAP]),
-                       ax=axes.tolist(), shrink=0.8)
-    bar.set_ticks([0.0, 1.0], labels=["min", "max"])
-    bar.set_label("relevance (per map)", fontsize=9)
+        ax.set_title(C.wrap(name, tile, 8), fontsize=8)
+    C.scaled_colorbar(fig, axes.tolist(), "relevance (per map)", _CMAP, shrink=0.8)
     if title:
-        fig.suptitle(_wrapped(title, fig.get_figwidth(), 10), fontsize=10)
+        C.suptitle(fig, title)
     return fig
 
 
@@ -96,14 +82,12 @@ def faithfulness_figure(curves: Mapping[str, Mapping[str, Tuple[Sequence[float],
     Args:
         curves: method -> {panel name: (removed fractions, values)}.
     """
-    import matplotlib
-
     panels = list(dict.fromkeys(name for per in curves.values() for name in per))
     if not panels:
         raise ValueError("no curves to draw")
-    fig = Figure(figsize=(panel_size[0] * len(panels), panel_size[1] + 0.9), layout="constrained")
+    fig = C.figure((panel_size[0] * len(panels), panel_size[1] + 0.9))
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-    colors = matplotlib.colormaps["tab10"]
+    colors = C.colormap("tab10")
     for i, method in enumerate(curves):
         for ax, panel in zip(axes, panels):
             if panel in curves[method]:
@@ -117,7 +101,7 @@ def faithfulness_figure(curves: Mapping[str, Mapping[str, Tuple[Sequence[float],
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8)
     if title:
-        fig.suptitle(_wrapped(title, fig.get_figwidth(), 10), fontsize=10)
+        C.suptitle(fig, title)
     return fig
 
 
