@@ -52,11 +52,11 @@ def oracle():
     labels, the oracle map (1 at PATCH, 0 elsewhere)). With its token dropped the class token attends to itself."""
     model = one_patch_model(head_marker=(0.0,) * 5, content_scale=3.0, class_key=0.5)
     pool = np.random.RandomState(2).randn(64, 32, 32, 3).astype(np.float32)
-    labels = F._logits(model, pool).argmax(-1)
+    labels = F.forward_logits(model, pool).argmax(-1)
     zeroed = pool.copy()
     zeroed[:, 8:16, 8:16] = 0.0
     dropped = F.forward_token_subset(model, pool, np.setdiff1d(np.arange(16), [PATCH])).argmax(-1)
-    flips = np.flatnonzero((F._logits(model, zeroed).argmax(-1) != labels) & (dropped != labels))[:5]
+    flips = np.flatnonzero((F.forward_logits(model, zeroed).argmax(-1) != labels) & (dropped != labels))[:5]
     assert len(flips) == 5
     maps = np.zeros((5, 4, 4))
     maps[:, 1, 1] = 1.0
@@ -67,8 +67,8 @@ def test_oracle_model_reads_only_its_patch(oracle):
     model, images, labels, _ = oracle
     noise = np.random.RandomState(9).randn(*images.shape).astype(np.float32)
     noise[:, 8:16, 8:16] = images[:, 8:16, 8:16]
-    np.testing.assert_array_equal(F._logits(model, noise), F._logits(model, images))
-    np.testing.assert_array_equal(F.forward_token_subset(model, images, [PATCH]), F._logits(model, images))
+    np.testing.assert_array_equal(F.forward_logits(model, noise), F.forward_logits(model, images))
+    np.testing.assert_array_equal(F.forward_token_subset(model, images, [PATCH]), F.forward_logits(model, images))
 
 
 @pytest.mark.parametrize("removal", F.REMOVALS)
@@ -104,13 +104,13 @@ def test_insertion_deletion_oracle_and_reverse(oracle, removal):
     Insertion from the blurred image (or from the prefix tokens alone): p_start, then p_full once the patch is
     back."""
     model, images, labels, maps = oracle
-    p = lambda logits: F._probabilities(logits)[np.arange(5), labels]  # noqa: E731
-    full = p(F._logits(model, images))
+    p = lambda logits: F.softmax(logits)[np.arange(5), labels]  # noqa: E731
+    full = p(F.forward_logits(model, images))
     if removal == "pixels":
         zeroed = images.copy()
         zeroed[:, 8:16, 8:16] = 0.0
-        without = p(F._logits(model, zeroed))
-        start = p(F._logits(model, F.gaussian_blur(images)))
+        without = p(F.forward_logits(model, zeroed))
+        start = p(F.forward_logits(model, F.gaussian_blur(images)))
     else:
         without = p(F.forward_token_subset(model, images, np.setdiff1d(np.arange(16), [PATCH])))
         start = p(F.forward_token_subset(model, images, np.zeros((5, 0), np.int64)))
@@ -156,7 +156,8 @@ def test_token_subset_forward_matches_timm():
         ref = net.forward_head(net.norm(h)).numpy()
     got = F.forward_token_subset(ours, images, keep)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
-    np.testing.assert_array_equal(F.forward_token_subset(ours, images, np.arange(24)), F._logits(ours, images))
+    np.testing.assert_allclose(F.forward_token_subset(ours, images, np.arange(24)), F.forward_logits(ours, images),
+                               rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="outside"):
         F.forward_token_subset(ours, images, [24])
 
@@ -202,7 +203,7 @@ def test_blur_and_fills():
     recipe = vit_tf.create_model("vit_tiny_patch16_224", depth=1, img_size=32, patch_size=8).recipe
     np.testing.assert_allclose(F.black_fill(recipe) * np.asarray(recipe.std) + np.asarray(recipe.mean), 0.0)
     with pytest.raises(ValueError, match="fill"):
-        F._substrate(np.zeros((1, 4, 4, 3)), "noise")
+        F.substrate(np.zeros((1, 4, 4, 3)), "noise")
 
 
 def test_curve_means_stream():
@@ -240,4 +241,155 @@ def test_batch_equals_single_images_and_bfloat16():
     for removal in F.REMOVALS:
         r = F.perturbation_curves(low, images, maps, labels, fractions=(0.5,), removal=removal)
         assert np.all(np.isfinite(r["probability"]))
-        np.testing.assert_array_equal(r["predicted"][:, 0], F._logits(model, images).argmax(-1))
+        np.testing.assert_array_equal(r["predicted"][:, 0], F.forward_logits(model, images).argmax(-1))
+
+
+# -- fixes: RISE's blur kernel, class targets --------------------------------------------------------------------------
+def test_blur_of_an_impulse_is_rises_gkern():
+    """RISE's gkern(11, 5) is scipy's gaussian_filter (reflect mode) of an 11 x 11 impulse: nearly flat, centre 0.0088,
+    corner 0.0077. Blurring an impulse image must give it back (conv2d with zero padding 5, as RISE's blur)."""
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros((11, 11))
+    impulse[5, 5] = 1.0
+    gkern = gaussian_filter(impulse, 5)
+    assert round(gkern[5, 5], 4) == 0.0088 and round(gkern[0, 0], 4) == 0.0077  # the issue's published values
+    image = np.zeros((1, 11, 11, 3))
+    image[0, 5, 5] = 1.0
+    blurred = F.gaussian_blur(image)
+    for c in range(3):
+        np.testing.assert_allclose(blurred[0, ..., c], gkern, rtol=0, atol=1e-12)
+    # Zero padding: an impulse in a corner keeps the kernel's inner quarter, and nothing else appears.
+    corner = np.zeros((1, 16, 16, 3))
+    corner[0, 0, 0] = 1.0
+    expected = np.zeros((16, 16))
+    expected[:6, :6] = gkern[5:, 5:]
+    np.testing.assert_allclose(F.gaussian_blur(corner)[0, ..., 1], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, maps, y, t: F.perturbation_curves(m, x, maps, y, targets=t),
+    lambda m, x, maps, y, t: F.perturbation_curves(m, x, maps, y, targets=t, removal="tokens"),
+    lambda m, x, maps, y, t: F.road(m, x, maps, y, targets=t, fractions=(0.5,)),
+    lambda m, x, maps, y, t: F.insertion_deletion(m, x, maps, t, step=256),
+    lambda m, x, maps, y, t: F.insertion_deletion(m, x, maps, t, mode="insertion", removal="tokens"),
+    lambda m, x, maps, y, t: F.saco(m, x, maps, t, groups=4),
+    lambda m, x, maps, y, t: F.saco(m, x, maps, t, groups=4, removal="tokens"),
+], ids=["perturbation", "perturbation-tokens", "road", "deletion", "insertion-tokens", "saco", "saco-tokens"])
+def test_class_indices_are_checked(oracle, call):
+    """-1 is not the last class, and an index past the classes is not an IndexError: both are refused with a
+    ValueError that names the class and the number of classes, for labels and targets."""
+    model, images, labels, maps = oracle
+    x, m, y = images[:2], maps[:2], labels[:2]
+    for bad in (-1, 5):
+        wrong = np.array([int(y[0]), bad])
+        with pytest.raises(ValueError, match=rf"class {bad} \(image 1\) is out of range for a model with 5 classes"):
+            call(model, x, m, y, wrong)
+    with pytest.raises(ValueError, match="class -1"):
+        F.perturbation_curves(model, x, m, np.array([-1, 0]))  # labels too
+
+
+# -- batched steps equal the step-by-step tests --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_batch():
+    """A random tiny distilled DeiT (5 classes) on 3 images of 32 x 48 (a 4 x 6 grid of 8-pixel patches), maps with
+    ties (rounded), their predicted classes."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = vit_tf.create_model("deit_tiny_distilled_patch16_224", img_size=(32, 48), **TINY)
+    images = np.random.RandomState(4).randn(3, 32, 48, 3).astype(np.float32)
+    maps = np.round(np.random.RandomState(5).rand(3, 4, 6), 1)
+    return model, images, maps, F.forward_logits(model, images).argmax(-1)
+
+
+def _same(batched, stepwise, keys):
+    for key in keys:
+        assert batched[key].shape == stepwise[key].shape, key
+        assert float(np.max(np.abs(batched[key] - stepwise[key]))) <= 1e-6, key
+    np.testing.assert_array_equal(batched["predicted"], stepwise["predicted"])
+
+
+FILL_CASES = ["zero", 0.7, (0.5, -1.0, 2.0), "blur", "road"]
+
+
+@pytest.mark.parametrize("fill", FILL_CASES, ids=str)
+def test_batched_perturbation_and_road_equal_step_by_step(tiny_batch, fill):
+    """Every (image, fraction) variant stacked and run in chunks (batch_size 7: ragged chunks that mix images and
+    steps) gives the probabilities of one call per step within 1e-6, and the same predicted classes; both modes,
+    both upsamplings; tokens once (they take no fill)."""
+    import faithfulness_reference as R
+
+    model, images, maps, labels = tiny_batch
+    targets = (labels + 1) % 5
+    fractions = (0.1, 0.45, 0.9) if fill == "road" else F.FRACTIONS
+    cases = [dict(mode=mode, upsample=up) for mode in ("positive", "negative") for up in ("nearest", "bilinear")]
+    if fill == "zero":
+        cases += [dict(mode=mode, removal="tokens") for mode in ("positive", "negative")]
+    for case in cases:
+        kwargs = dict(targets=targets, fill=fill, fractions=fractions, seed=2, **case)
+        batched = F.perturbation_curves(model, images, maps, labels, batch_size=7, **kwargs)
+        assert batched["forward_images"] == 3 * (len(fractions) + 1)
+        _same(batched, R.perturbation_curves(model, images, maps, labels, **kwargs), ["probability"])
+
+
+@pytest.mark.parametrize("fill", [f for f in FILL_CASES if f != "road"], ids=str)
+def test_batched_insertion_deletion_equal_step_by_step(tiny_batch, fill):
+    import faithfulness_reference as R
+
+    model, images, maps, labels = tiny_batch
+    cases = [dict(mode=mode, upsample=up, substrate=fill, step=100) for mode in ("deletion", "insertion")
+             for up in ("nearest", "bilinear")]
+    if fill == "zero":
+        cases += [dict(mode=mode, removal="tokens", step=step) for mode in ("deletion", "insertion") for step in (1, 5)]
+    for case in cases:
+        batched = F.insertion_deletion(model, images, maps, labels, batch_size=16, **case)
+        n = batched["scores"].shape[1]
+        assert n == (16 if case.get("removal") != "tokens" else -(-24 // case["step"])) + 1
+        assert batched["forward_images"] == 3 * n
+        reference = R.insertion_deletion(model, images, maps, labels, **case)
+        _same({**batched, "predicted": reference["predicted"]}, reference, ["scores"])
+        np.testing.assert_allclose(batched["auc"], F.rise_auc(reference["scores"]), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fill", FILL_CASES, ids=str)
+def test_batched_saco_equals_step_by_step(tiny_batch, fill):
+    import faithfulness_reference as R
+
+    model, images, maps, labels = tiny_batch
+    removals = ("pixels", "tokens") if fill == "zero" else ("pixels",)
+    for removal in removals:
+        batched = F.saco(model, images, maps, labels, groups=5, fill=fill, removal=removal, batch_size=4)
+        assert batched["forward_images"] == 3 * 6
+        reference = R.saco(model, images, maps, labels, groups=5, fill=fill, removal=removal)
+        assert float(np.max(np.abs(batched["drops"] - reference["drops"]))) <= 1e-6
+
+
+def test_steps_run_in_chunks_of_batch_size(tiny_batch, monkeypatch):
+    """Deletion of 3 images in 16 steps: 51 variants run as 4 calls of at most 16 images, not one call per step;
+    tokens: each step is one call (one sequence length), SaCo's groups of two sizes two calls."""
+    from vit_tf.analysis.faithfulness import forwards
+
+    calls = []
+    real = forwards.compiled
+
+    def counting(model, name, build):
+        fn = real(model, name, build)
+
+        def run(*args):
+            calls.append(int(args[-1].shape[0]))
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(forwards, "compiled", counting)
+    model, images, maps, labels = tiny_batch
+    assert F.insertion_deletion(model, images, maps, labels, step=96, batch_size=16)["forward_images"] == 51
+    assert calls == [16, 16, 16, 3]
+    calls.clear()
+    F.insertion_deletion(model, images, maps, labels, step=8, removal="tokens")
+    assert calls == [3, 3, 3, 3]  # 24 patches in steps of 8: 0, 8, 16, 24 removed
+    calls.clear()
+    F.saco(model, images, maps, labels, groups=5, removal="tokens")
+    assert sorted(calls) == [3, 3, 3 * 4]  # all kept (24), one group of 4 (20 kept), four of 5 (19 kept)
+    with pytest.raises(ValueError, match="batch_size"):
+        F.saco(model, images, maps, labels, batch_size=0)
