@@ -130,7 +130,7 @@ def test_faithfulness_table_streams_and_skips(tmp_path, distilled_dir, capsys):
     paths, labels, _ = faithfulness_command.labelled_images(str(data))
     x = np.concatenate([prepare(p, recipe, 8)[0] for p in paths if not p.endswith("broken.png")])
     y = np.asarray([label for p, label in zip(paths, labels) if not p.endswith("broken.png")])
-    accuracy = 100.0 * np.mean(F._logits(net, x).argmax(-1) == y)
+    accuracy = 100.0 * np.mean(F.forward_logits(net, x).argmax(-1) == y)
     assert small[1] == ["model", "-", "accuracy", f"{accuracy:.6f}", "6"]
 
 

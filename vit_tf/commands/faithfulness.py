@@ -2,6 +2,10 @@
 methods over a labelled image folder, streamed in batches with a progress bar; writes faithfulness.csv,
 faithfulness.json and faithfulness.png.
 
+Memory stays flat over any number of images: each batch's scores go into running means (`CurveMeans`) and the
+batch is dropped. The perturbed variants of every test run in forward calls of `--internal-batch-size` images,
+split over the replicas of `--strategy` (which gives the single-device numbers).
+
 DATA: class folders (ImageNet wnids `n01440764/...`, or any names: sorted, indexed 0..C-1 as torchvision's
 ImageFolder), or the flat ImageNet validation layout with a label file (`vit_tf.evaluation.find_images`).
 """
@@ -15,8 +19,8 @@ import os
 import re
 import sys
 
-from .common import (add_analysis_arguments, check_model, check_output_dir, load_for_analysis, model_config,
-                     non_negative_int, output_directory, positive_int, write_text)
+from .common import (add_analysis_arguments, add_compute_arguments, check_model, check_output_dir, load_for_analysis,
+                     model_config, non_negative_int, output_directory, positive_int, with_dtype, write_text)
 from .explain import add_method_arguments, check_options, method_list, method_options
 
 METRICS = ("perturbation", "tokens", "insertion", "deletion", "saco", "road")
@@ -62,7 +66,11 @@ def add_parser(subparsers):
     p.add_argument("--label-format", choices=("auto", "devkit", "wnid", "index"), default="auto",
                    help="format of --labels")
     p.add_argument("--num-images", type=non_negative_int, default=0, help="use the first N images (0: all)")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (explained together)")
+    p.add_argument("--internal-batch-size", type=positive_int, default=64,
+                   help="images per forward call of the perturbed variants (every test's steps are stacked and run "
+                        "in calls of this many images; captum's internal_batch_size)")
+    add_compute_arguments(p, strategy=True)
     p.add_argument("--saco-groups", type=positive_int, default=10, help="SaCo: number of patch groups K")
     add_method_arguments(p)
     p.add_argument("--dpi", type=positive_int, default=DEFAULT_DPI, help="figure resolution (pixels per inch)")
@@ -131,40 +139,57 @@ def _batches(paths, labels, recipe, patch_size, batch_size, on_skip, on_item):
         yield np.stack(xs), np.asarray(ys, np.int64)
 
 
-def score_batch(net, images, labels, methods, metrics, classes, options, fill, upsample, saco_groups, stats):
+def score_batch(net, images, labels, methods, metrics, classes, options, fill, upsample, saco_groups, stats,
+                scorer=None, batch_size=64, strategy=None):
     """Every metric for every method and class choice on one batch, added to `stats` (a CurveMeans) under
-    "{method}/{class}/{name}"."""
+    "{method}/{class}/{name}". Maps come from `vit_tf.explain` on `net`; the faithfulness forwards run on `scorer`
+    (default `net`; a copy mirrored under `strategy`), `batch_size` images per call."""
     import numpy as np
 
-    from ..analysis import faithfulness as F
-    from ..analysis.explain import explain
+    import vit_tf
 
-    predicted = F._logits(net, images).argmax(-1)
+    from ..analysis import faithfulness as F
+
+    scorer = net if scorer is None else scorer
+    run = dict(batch_size=batch_size, strategy=strategy)
+    predicted = F.forward_logits(net, images).argmax(-1)
     stats.add("model/accuracy", 100.0 * (predicted == labels))
     for method in methods:
         for which in classes:
             target = predicted if which == "predicted" else labels
-            maps = explain(net, images, method, target=target, **options[method])
+            maps = vit_tf.explain(net, images, method, target=target, **options[method])
             key = f"{method}/{which}"
             for mode in ("positive", "negative"):
                 if "perturbation" in metrics:
-                    r = F.perturbation_curves(net, images, maps, labels, mode=mode, fill=fill, upsample=upsample)
+                    r = F.perturbation_curves(scorer, images, maps, labels, mode=mode, fill=fill, upsample=upsample,
+                                              **run)
                     stats.add(f"{key}/{mode}_pixels", 100.0 * r["correct"])
                 if "tokens" in metrics:
-                    r = F.perturbation_curves(net, images, maps, labels, mode=mode, removal="tokens")
+                    r = F.perturbation_curves(scorer, images, maps, labels, mode=mode, removal="tokens", **run)
                     stats.add(f"{key}/{mode}_tokens", 100.0 * r["correct"])
                 if "road" in metrics:
-                    r = F.road(net, images, maps, labels, mode=mode, upsample=upsample)
+                    r = F.road(scorer, images, maps, labels, mode=mode, upsample=upsample, **run)
                     stats.add(f"{key}/road_{'morf' if mode == 'positive' else 'lerf'}", 100.0 * r["correct"])
             for game in ("deletion", "insertion"):
                 if game in metrics:
                     substrate = fill if game == "deletion" else "blur"
-                    stats.add(f"{key}/{game}_auc", F.insertion_deletion(net, images, maps, target, mode=game,
-                                                                        substrate=substrate,
-                                                                        upsample=upsample)["auc"])
+                    stats.add(f"{key}/{game}_auc", F.insertion_deletion(scorer, images, maps, target, mode=game,
+                                                                        substrate=substrate, upsample=upsample,
+                                                                        **run)["auc"])
             if "saco" in metrics:
-                stats.add(f"{key}/saco", F.saco(net, images, maps, target, groups=saco_groups, fill=fill)["saco"])
+                stats.add(f"{key}/saco", F.saco(scorer, images, maps, target, groups=saco_groups, fill=fill,
+                                                **run)["saco"])
     return np.asarray(predicted)
+
+
+def check_labels(labels, classes: int, data: str, name: str, names=None):
+    """Every class index of the data lies in 0..classes - 1: a class the model does not have (or a negative index,
+    which would silently read the last class) is an error naming it and the number of classes."""
+    for label in sorted({min(labels), max(labels)}):
+        if not 0 <= label < classes:
+            folder = f" (folder {names[label]!r})" if names and 0 <= label < len(names) else ""
+            raise ValueError(f"{data}: class {label}{folder} is out of range for {name}, which has {classes} classes "
+                             f"(0..{classes - 1})")
 
 
 def summarize(stats, methods, classes, fractions):
@@ -197,17 +222,21 @@ def run(args) -> int:
     from .. import plotting
     from ..plotting import explanations as plotting_explain
     from ..analysis import faithfulness as F
+    from ..analysis.images import prefetch
+    from ..distribute import is_chief, make_strategy
     from .common import figure_label
 
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede other TensorFlow work
     net, recipe, info = load_for_analysis(args.model, args.checkpoint, args.random_weights, args.seed)
+    net = with_dtype(net, args.dtype)
     args.target = None
     check_options(args, net.config, info["name"])
     paths, labels, layout = labelled_images(args.data, args.labels, args.label_format)
-    if max(labels) >= net.config.num_classes:
-        raise ValueError(f"{args.data} has class {max(labels)} but {info['name']} has {net.config.num_classes} "
-                         f"classes")
+    if not net.config.num_classes:
+        raise ValueError(f"{info['name']} has no classifier: faithfulness needs class predictions")
     if args.num_images:
         paths, labels = paths[:args.num_images], labels[:args.num_images]
+    check_labels(labels, net.config.num_classes, args.data, info["name"], layout.get("classes"))
     classes = list(CLASSES) if args.classes == "both" else [args.classes]
     fill = F.black_fill(recipe) if args.fill == "black" else "zero"
     options = {m: method_options(args, m) for m in args.method}
@@ -217,11 +246,14 @@ def run(args) -> int:
         skipped[path] = reason
         tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
 
+    scorer = F.on_strategy(net, strategy)  # the forwards' model, mirrored once
     with tqdm(total=len(paths), desc=f"{info['name']} faithfulness", unit="img", file=sys.stderr) as bar:
-        for images, y in _batches(paths, labels, recipe, net.config.patch_size, args.batch_size, on_skip,
-                                  lambda: bar.update(1)):
+        # Decoding runs a batch ahead in a thread; nothing of a batch is kept once its scores are added.
+        for images, y in prefetch(_batches(paths, labels, recipe, net.config.patch_size, args.batch_size, on_skip,
+                                           lambda: bar.update(1))):
             score_batch(net, images, y, args.method, args.metrics, classes, options, fill, args.upsample,
-                        args.saco_groups, stats)
+                        args.saco_groups, stats, scorer=scorer, batch_size=args.internal_batch_size,
+                        strategy=strategy)
     if not stats.names():
         raise ValueError(f"no readable images in {args.data} ({len(skipped)} skipped)")
     rows, curves = summarize(stats, args.method, classes, F.FRACTIONS)
@@ -237,18 +269,23 @@ def run(args) -> int:
         "model": info["name"], "weights": info["source"], "data": args.data, "layout": layout, "images": images,
         "accuracy": accuracy, "methods": args.method, "options": options, "metrics": args.metrics,
         "classes": classes, "fill": args.fill, "upsample": args.upsample, "fractions": list(F.FRACTIONS),
+        "dtype": args.dtype, "strategy": args.strategy,
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "definitions": {
             "*_pixels_auc, *_tokens_auc, road_*_auc": "trapezoid of top-1 accuracy (%) against the true labels over "
                                                       "the removed fraction 0, 0.1, ..., 0.9 (max 90)",
             "positive / negative": "most / least relevant removed first (ROAD: MoRF / LeRF)",
             "insertion_auc, deletion_auc": "RISE normalised AUC of the explained class's softmax probability, one "
                                            "patch of pixels per step (deletion to the fill, insertion from the "
-                                           "blurred image)",
+                                           "image blurred by RISE's gkern(11, 5), zero padding)",
             "saco": f"Wu et al. 2024 over {args.saco_groups} patch groups (NaN images skipped)"},
         "table": [dict(zip(["method", "class", "metric", "value", "images"], r)) for r in rows],
         "curves": {m: {k: {"fractions": x, "accuracy": y} for k, (x, y) in c.items()} for m, c in curves.items()},
         "skipped": [{"path": p, "reason": r} for p, r in skipped.items()],
     }
+    if not is_chief(strategy):  # every worker holds the global result; the chief writes it
+        print(f"{info['name']}: this worker's share is done; the chief worker writes {args.out}")
+        return 0
     figure = plotting_explain.faithfulness_figure(
         curves, title=f"{figure_label(info)}: accuracy while removing by each method's maps ({images} images)") \
         if curves else None
