@@ -35,6 +35,7 @@ from .analysis import (apply_mask, attention_grid, attention_mass_mask, attentio
                        top_k)
 from .analysis.rollout import HEAD_FUSIONS
 from .analysis.sources import KerasSource
+from .loading import RANDOM_WEIGHTS, Fields, figure_label
 from .preprocessing import decode_image, normalize, resize_and_crop
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,10 @@ CROP = "centre crop (the weights' recipe)"
 ASPECT = "keep aspect ratio (any grid)"
 RESIZE_MODES = (CROP, ASPECT)
 DEFAULT_MODEL = "deit_small_distilled_patch16_224.fb_in1k"  # small, classifies, and has two prefix tokens
-RANDOM_WEIGHTS = "random weights"
+# How the page's model fields are named in loading errors (`vit_tf.loading.Fields`).
+PAGE_FIELDS = Fields(model="model", checkpoint="a checkpoint", random_weights=f"'{RANDOM_WEIGHTS}'",
+                     offline=f"tick '{RANDOM_WEIGHTS}' for a smoke test, give a local checkpoint, or a directory "
+                             f"written by `vit-tf convert`")
 MAX_UPLOAD_BYTES = 50 * 2 ** 20
 MAX_FILE_SIZE = "50mb"  # the same limit for Gradio's upload route
 MAX_PIXELS = 50_000_000  # decoded pixels; more is refused with a message (decompression bombs, memory)
@@ -105,7 +109,7 @@ class LoadedModel:
     @property
     def label(self) -> str:
         """The model's name for figure titles; random weights say so."""
-        return f"{self.name} [{RANDOM_WEIGHTS.upper()}]" if self.random else self.name
+        return figure_label({"name": self.name, "random_weights": self.random})
 
 
 def _compiled_forward(model):
@@ -563,51 +567,15 @@ class Explorer:
             return self._models[spec]
 
     def _load(self, spec: ModelSpec) -> LoadedModel:
-        from .factory import create_model
-        from .registry import resolve
-        from .saved import is_converted_dir, load_converted
+        from .loading import is_random, load_model_for_analysis
 
-        name = spec.name
-        if name in self.objects:
-            net = self.objects[name]
-            return LoadedModel(net, net.recipe, name, "model object given to the app (weights as given)", False,
+        if spec.name in self.objects:
+            net = self.objects[spec.name]
+            return LoadedModel(net, net.recipe, spec.name, "model object given to the app (weights as given)", False,
                                _compiled_forward(net))
-        converted = is_converted_dir(name)
-        if spec.random_weights:
-            if spec.checkpoint is not None or converted:
-                raise InputError("random weights build a registry architecture: clear the checkpoint, or pick a "
-                                 "registry name instead of a directory")
-            import keras
-
-            resolve(name)
-            keras.utils.set_random_seed(spec.seed)
-            net = create_model(name, pretrained=False)
-            source = f"{RANDOM_WEIGHTS}, seed {spec.seed} (smoke test, no learned structure)"
-        elif converted:
-            net = load_converted(name)
-            source = name
-        elif os.path.exists(name):
-            raise InputError(f"{name}: a directory given as a model must be written by `vit-tf convert` "
-                             f"(config.json missing)")
-        else:
-            resolve(name)  # KeyError: unknown model 'x'; did you mean 'y'?
-            if spec.checkpoint is not None:
-                if not os.path.isfile(spec.checkpoint):
-                    raise InputError(f"checkpoint not found: {spec.checkpoint}")
-                net = create_model(name, checkpoint_path=spec.checkpoint)
-                source = spec.checkpoint
-            else:
-                try:
-                    net = create_model(name, pretrained=True)
-                except FileNotFoundError:
-                    raise
-                except OSError as e:  # download failures
-                    raise InputError(f"could not get the official weights of {name} ({e}). Offline: tick "
-                                     f"'{RANDOM_WEIGHTS}' for a smoke test, give a local checkpoint, or a directory "
-                                     f"written by `vit-tf convert`") from None
-                source = "official weights"
-        return LoadedModel(net, net.recipe, net.weight_name or name, source, spec.random_weights,
-                           _compiled_forward(net))
+        net, recipe, info = load_model_for_analysis(spec.name, spec.checkpoint, spec.random_weights, spec.seed,
+                                                    fields=PAGE_FIELDS)
+        return LoadedModel(net, recipe, info["name"], info["source"], is_random(info), _compiled_forward(net))
 
     # -- images --------------------------------------------------------------------------------------------------
     def image(self, source: str, upload=None) -> Tuple[str, str, object]:

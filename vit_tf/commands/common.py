@@ -13,9 +13,9 @@ import shutil
 import tempfile
 from typing import Iterator, Optional, Tuple
 
+# The commands import these loading names from here (`load_model` and `load_for_analysis` are below).
+from ..loading import RANDOM_WEIGHTS, Fields, figure_label, is_converted_dir, is_random  # noqa: F401
 from ..registry import Recipe
-
-RANDOM_WEIGHTS = "random weights"  # in info["source"] of randomly initialised models
 
 
 # -- argument types: argparse reports "argument --dpi: must be at least 1, got 0" and exits with status 2 -----------
@@ -162,12 +162,6 @@ def check_image(path: str):
     to_rgb_image(path)  # ValueError "... is not a readable image: ..."
 
 
-def is_converted_dir(path: str) -> bool:
-    from ..saved import is_converted_dir as converted
-
-    return converted(path)
-
-
 def model_config(model: str):
     """The ViTConfig `--model` will have, read without loading it (registry or config.json), or None."""
     from ..configs import ViTConfig
@@ -232,66 +226,30 @@ def check_token(config, token: str, name: str, flag: str = "--token"):
                          f"use --token cls")
 
 
-# -- loading ---------------------------------------------------------------------------------------------------------
+# -- loading: `vit_tf.loading`, with errors that name this command line's flags -------------------------------------
+CLI_FIELDS = Fields(model="--model", checkpoint="--checkpoint", random_weights="--random-weights",
+                    offline="pass local weights: --checkpoint FILE (an official .npz/.pth or timm .safetensors) or "
+                            "--model DIR written by `vit-tf convert`; --random-weights runs a smoke test without "
+                            "weights")
+
+
 def load_model(model: str, checkpoint: Optional[str] = None) -> Tuple[object, Recipe, dict]:
-    """`--model` / `--checkpoint` -> (VisionTransformer, its `recipe`, info dict with "name" and "source").
+    """`--model` / `--checkpoint` -> (VisionTransformer, its `recipe`, info dict with "name" and "source"); see
+    `vit_tf.loading.load_model`."""
+    from ..loading import load_model as load
 
-    A converted directory is opened by `vit_tf.saved.load_converted`; a registry name gets its weights from
-    `--checkpoint` or the official download.
-    """
-    from ..factory import create_model
-    from ..saved import is_converted_dir, load_converted
-
-    if is_converted_dir(model):
-        net = load_converted(model)
-        return net, net.recipe, {"name": net.weight_name or os.path.basename(model.rstrip("/")), "source": model}
-    if os.path.exists(model):
-        raise ValueError(f"--model {model}: a directory passed as a model must be written by `vit-tf convert` "
-                         f"(config.json missing)")
-    net = create_model(model, pretrained=checkpoint is None, checkpoint_path=checkpoint)
-    return net, net.recipe, {"name": net.weight_name or net.name, "source": checkpoint or "official weights"}
+    return load(model, checkpoint, fields=CLI_FIELDS)
 
 
 def load_for_analysis(model: str, checkpoint=None, random_weights: bool = False, seed: int = 0):
-    """`--model` / `--checkpoint` / `--random-weights` / `--seed` -> (VisionTransformer, recipe, info dict).
+    """`--model` / `--checkpoint` / `--random-weights` / `--seed` -> (VisionTransformer, recipe, info dict); see
+    `vit_tf.loading.load_model_for_analysis` (seeded random weights; offline, the error says how to pass local
+    weights)."""
+    from ..loading import load_model_for_analysis
 
-    Random weights are seeded (`keras.utils.set_random_seed(seed)`), so a smoke test gives the same numbers every
-    run. Without a checkpoint the official weights are downloaded; when that fails (offline) the error says how to
-    pass local weights instead.
-    """
-    from ..saved import is_converted_dir
-
-    if random_weights:
-        import keras
-
-        from ..factory import create_model
-
-        if checkpoint is not None or is_converted_dir(model):
-            raise ValueError("--random-weights builds a registry architecture; it takes neither --checkpoint nor "
-                             "a converted directory")
-        keras.utils.set_random_seed(seed)
-        net = create_model(model, pretrained=False)
-        return net, net.recipe, {"name": net.weight_name or net.name,
-                                 "source": f"{RANDOM_WEIGHTS}, seed {seed} (smoke test, no learned structure)"}
-    if checkpoint is not None or is_converted_dir(model):
-        return load_model(model, checkpoint)
-    try:
-        return load_model(model, None)
-    except FileNotFoundError:
-        raise
-    except OSError as e:  # download failures (vit_tf.download.DownloadError) and other I/O
-        raise OSError(f"could not get the official weights of {model} ({e}). Offline, pass local weights: "
-                      f"--checkpoint FILE (an official .npz/.pth or timm .safetensors) or --model DIR written by "
-                      f"`vit-tf convert`; --random-weights runs a smoke test without weights") from None
-
-
-def is_random(info: dict) -> bool:
-    return RANDOM_WEIGHTS in str(info.get("source", ""))
-
-
-def figure_label(info: dict) -> str:
-    """The model's name for figure titles; random weights say so."""
-    return f"{info['name']} [{RANDOM_WEIGHTS.upper()}]" if is_random(info) else info["name"]
+    # Weights are opened through this module's `load_model`, the one seam for the command line's loads.
+    return load_model_for_analysis(model, checkpoint, random_weights, seed, fields=CLI_FIELDS,
+                                   load=lambda m, c: load_model(m, c))
 
 
 # -- outputs ---------------------------------------------------------------------------------------------------------
