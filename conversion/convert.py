@@ -23,7 +23,7 @@ from vit_tf.weights import CheckpointError
 
 from vit_tf.download import fetch
 from vit_tf.files import atomic_directory, sha256_of
-from vit_tf.formats import all_zero_keys, load_checkpoints, read_checkpoint
+from vit_tf.formats import all_zero_keys, load_checkpoints, read_checkpoint, source_config_fields
 
 from . import reference
 
@@ -127,8 +127,9 @@ def convert(name: str, output: Union[str, os.PathLike], checkpoint=None, parity:
         raise ValueError(f"{name!r} has no registered weights, so no eval recipe; use a weight name "
                          f"({vit_tf.list_models(arch + '.*')})")
     files = _resolve_checkpoints(entry, checkpoint, progress)
-    model = vit_tf.create_model(name, img_size=img_size, **overrides)
     checkpoints = [read_checkpoint(f["path"], f["format"]) for f in files]
+    # the port behaves like the code its file comes from (position interpolation, ...) unless --set says otherwise
+    model = vit_tf.create_model(name, img_size=img_size, **{**source_config_fields(checkpoints), **overrides})
     for f, ckpt in zip(files, checkpoints):
         f["format"] = ckpt.format
         f["sha256"] = sha256_of(ckpt.path)

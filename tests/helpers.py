@@ -149,3 +149,23 @@ def timm_forward(model, images):
 
 def max_abs(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def official_interpolate(pos_embed, h0, w0, offset, antialias):
+    """facebookresearch/dinov2 `interpolate_pos_encoding` (and DINO's, with offset 0.1 and no antialias) for a
+    (1, 1 + M*M, D) table and an h0 x w0 patch grid, in torch: scale factors (n + offset) / M when offset is given,
+    else the output size; the table unchanged when the grid is square and has the table's M*M patches."""
+    import math
+
+    import torch
+
+    pos_embed = torch.as_tensor(pos_embed)
+    n = pos_embed.shape[1] - 1
+    m = int(math.sqrt(n))
+    if h0 * w0 == n and h0 == w0:
+        return pos_embed
+    kwargs = dict(scale_factor=((h0 + offset) / m, (w0 + offset) / m)) if offset else dict(size=(h0, w0))
+    grid = pos_embed[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, mode="bicubic", antialias=antialias, **kwargs)
+    assert tuple(grid.shape[-2:]) == (h0, w0)
+    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)], dim=1)

@@ -5,8 +5,6 @@ package is not on PyPI) and the official checkpoint layout.
 Tolerances (float32): outputs <= 1e-4, attention <= 1e-5, position embeddings <= 1e-5 max abs difference.
 """
 
-import math
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,8 @@ pytest.importorskip("timm", reason="parity tests need the test extra: pip instal
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402
-from helpers import max_abs, random_images, timm_forward, timm_reference  # noqa: E402  (imports Keras first)
+from helpers import (max_abs, official_interpolate, random_images, timm_forward,  # noqa: E402  (Keras first)
+                     timm_reference)
 from vit_tf import registry  # noqa: E402
 from vit_tf.formats import read_checkpoint  # noqa: E402
 from vit_tf.layers import resample_grid  # noqa: E402
@@ -70,20 +69,6 @@ def test_parity_with_timm(arch, size):
     assert_parity(ours, reference, random_images(2, *size))
 
 
-def official_interpolate(pos_embed, h0, w0, offset, antialias):
-    """facebookresearch/dinov2 `interpolate_pos_encoding` for a (1, 1 + M*M, D) table and an h0 x w0 patch grid."""
-    pos_embed = torch.as_tensor(pos_embed)
-    n = pos_embed.shape[1] - 1
-    m = int(math.sqrt(n))
-    if h0 * w0 == n and h0 == w0:
-        return pos_embed
-    kwargs = dict(scale_factor=((h0 + offset) / m, (w0 + offset) / m)) if offset else dict(size=(h0, w0))
-    grid = pos_embed[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
-    grid = torch.nn.functional.interpolate(grid, mode="bicubic", antialias=antialias, **kwargs)
-    assert tuple(grid.shape[-2:]) == (h0, w0)
-    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)], dim=1)
-
-
 @pytest.mark.parametrize("mode,offset,antialias", [("bicubic_offset", 0.1, False), ("bicubic", 0.0, False),
                                                   ("timm_antialias", 0.0, True)])
 @pytest.mark.parametrize("new", [(16, 16), (16, 22), (37, 37), (40, 9), (6, 7)])
@@ -131,8 +116,9 @@ def test_official_checkpoint_and_interpolation_end_to_end(arch, tmp_path, caplog
     for key, value in timm_converted.items():
         assert max_abs(ckpt.state_dict[key], value.numpy()) <= 1e-6, key
 
-    mode = "timm_antialias" if registers else "bicubic_offset"  # the official hub settings
-    ours = vit_tf.create_model(arch, checkpoint_path=path, pos_embed_interpolation=mode, **ours_kw)
+    # An official file gives the official hub settings by itself, whatever the name's (timm's, for an architecture).
+    ours = vit_tf.create_model(arch, checkpoint_path=path, **ours_kw)
+    assert ours.config.pos_embed_interpolation == ("timm_antialias" if registers else "bicubic_offset")
 
     # The official model: class position in the table (and out of the token), registers inserted after the sum.
     table = torch.cat([class_pos, reference.pos_embed], dim=1) if registers else reference.pos_embed

@@ -128,3 +128,49 @@ def test_config_from_hf_fields():
                             "num_attention_heads": 24, "mlp_ratio": 4, "use_swiglu_ffn": True, "image_size": 518,
                             "patch_size": 14, "architectures": ["Dinov2Model"]})
     assert (giant.mlp_dim, giant.mlp_type, giant.num_classes, giant.init_values) == (4096, "swiglu", 0, 1.0)
+
+
+# name -> (registry name the directory is loaded under, its layer_norm_eps in transformers)
+UNDER = {"Dinov2Model": ("vit_small_patch14_dinov2.lvd142m", 1e-6),
+         "Dinov2WithRegistersModel": ("vit_small_patch14_reg4_dinov2.lvd142m", 1e-6),
+         "ViTModel": ("vit_tiny_patch16_224.augreg_in21k_ft_in1k", 1e-12)}
+
+
+@pytest.mark.parametrize("name", sorted(UNDER))
+def test_directory_behaves_like_transformers_at_other_sizes(name, tmp_path):
+    """`vit_tf.load(dir)` and `create_model(name, checkpoint_path=dir)` run a saved transformers model as transformers
+    does at sizes other than its own (its position interpolation and epsilon, not the registry name's official
+    rules), unless the caller chooses another interpolation."""
+    reference = hf_checkpoint(name, tmp_path)
+    registry_name, eps = UNDER[name]
+    loaded = vit_tf.load(tmp_path)
+    assert isinstance(loaded, vit_tf.VisionTransformer)
+    tiny = dict(depth=2, embed_dim=48, num_heads=3, mlp_dim=96, patch_size=8, img_size=32, num_classes=0)
+    named = vit_tf.create_model(registry_name, checkpoint_path=tmp_path, **tiny)
+    rule = "timm_antialias" if "Registers" in name else "bicubic"
+    for ours in (loaded, named):
+        assert (ours.config.pos_embed_interpolation, ours.config.layer_norm_eps) == (rule, eps)
+    for size in ((48, 48), (24, 40)):
+        images = random_images(2, *size)
+        ref = hf_forward(reference, images)
+        for ours in (loaded, named):
+            tokens, _ = ours.forward_features(images)
+            _, attention = ours.forward_all(images)
+            assert max_abs(tokens, ref.last_hidden_state.numpy()) <= OUT_TOL, size
+            for i, a in enumerate(ref.attentions):
+                assert max_abs(attention[f"transformer_block_{i}_att"], a.numpy()) <= ATTN_TOL, (size, i)
+    if name == "Dinov2Model":  # asked otherwise: the official offset rule, which transformers does not follow
+        chosen = vit_tf.create_model(registry_name, checkpoint_path=tmp_path, pos_embed_interpolation="bicubic_offset",
+                                     **tiny)
+        assert chosen.config.pos_embed_interpolation == "bicubic_offset"
+        images = random_images(2, 24, 40)
+        tokens, _ = chosen.forward_features(images)
+        assert max_abs(tokens, hf_forward(reference, images).last_hidden_state.numpy()) > 5 * OUT_TOL
+
+
+def test_directory_is_not_taken_for_a_converted_one(tmp_path):
+    hf_checkpoint("ViTModel", tmp_path)
+    from vit_tf.saved import load_converted
+
+    with pytest.raises(ValueError, match="is a Hugging Face checkpoint, not a directory written by `vit-tf convert`"):
+        load_converted(tmp_path)

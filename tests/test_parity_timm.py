@@ -21,9 +21,12 @@ CASES = [  # (timm architecture, our name, overrides)
     ("vit_small_patch32_224", "vit_small_patch32_224", SMALL),
     ("deit_tiny_patch16_224", "deit_tiny_patch16_224", SMALL),
     ("deit_tiny_distilled_patch16_224", "deit_tiny_distilled_patch16_224", SMALL),
+    # DINO weight names resample as the official DINO code; against timm, timm's rule
     ("vit_small_patch16_224", "vit_small_patch16_224.dino", dict(depth=3, img_size=64, num_classes=0)),
     ("vit_small_patch8_224", "vit_small_patch8_224.dino", dict(depth=2, img_size=32, num_classes=0)),
 ]
+TIMM_RULE = {"vit_small_patch16_224.dino": dict(pos_embed_interpolation="timm_antialias"),
+             "vit_small_patch8_224.dino": dict(pos_embed_interpolation="timm_antialias")}
 
 
 def assert_parity(ours, reference, images):
@@ -40,7 +43,7 @@ def assert_parity(ours, reference, images):
 @pytest.mark.parametrize("size", [(64, 64), (32, 96)], ids=["native", "non_square"])
 def test_parity_small(timm_name, ours_name, overrides, size):
     reference, state_dict = timm_reference(timm_name, **overrides)
-    ours = vit_tf.create_model(ours_name, **overrides)
+    ours = vit_tf.create_model(ours_name, **overrides, **TIMM_RULE.get(ours_name, {}))
     consumed = vit_tf.load_timm_state_dict(ours, state_dict)
     assert consumed.loaded == set(state_dict)  # every key of the reference is used
     exported = timm_state_dict(ours)  # and written back, every array is exactly the reference's

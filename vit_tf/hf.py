@@ -52,6 +52,39 @@ def fold_class_position(cls_token: np.ndarray, pos_embed: np.ndarray) -> Tuple[n
     return cls_token + pos_embed[:, :1], pos_embed[:, 1:]
 
 
+# -- how transformers runs the model -----------------------------------------------------------------------------------
+def hf_interpolation(with_registers: bool) -> str:
+    """transformers' `interpolate_pos_encoding` as a `ViTConfig.pos_embed_interpolation`: `F.interpolate(size=...,
+    mode="bicubic", align_corners=False)` for ViT, DeiT and Dinov2, with `antialias=True` for Dinov2WithRegisters."""
+    return "timm_antialias" if with_registers else "bicubic"
+
+
+def hf_source_fields(config: Optional[Mapping[str, object]], state_dict: Mapping[str, object]) -> Dict[str, object]:
+    """The `ViTConfig` fields by which a transformers checkpoint behaves like transformers: its interpolation
+    (`hf_interpolation`, by `model_type`, else by the register tokens) and its `layer_norm_eps` (transformers'
+    defaults where config.json lacks it: 1e-12 for ViT/DeiT, 1e-6 for Dinov2). `state_dict` is in timm layout."""
+    config = config or {}
+    if "model_type" in config:
+        with_registers = config["model_type"] == "dinov2_with_registers"
+    else:
+        with_registers = "reg_token" in state_dict
+    eps = config.get("layer_norm_eps")
+    if eps is None:
+        eps = 1e-6 if any(k.endswith(".ls1.gamma") for k in state_dict) else 1e-12  # layer scale: Dinov2
+    return {"pos_embed_interpolation": hf_interpolation(with_registers), "layer_norm_eps": float(eps)}
+
+
+def onnx_resize_interpolation(attributes: Mapping[str, object]) -> Optional[str]:
+    """The `ViTConfig.pos_embed_interpolation` an ONNX `Resize` of the position grid computes, or None when it is
+    none of ours. `torch.onnx.export` writes transformers' bicubic as mode "cubic", cubic_coeff_a -0.75 and
+    half-pixel coordinates (which equal align_corners=False when the output size is given)."""
+    if (attributes.get("mode") == "cubic" and float(attributes.get("cubic_coeff_a", -0.75)) == -0.75
+            and attributes.get("coordinate_transformation_mode") in ("half_pixel", "pytorch_half_pixel")
+            and not attributes.get("antialias", 0) and not attributes.get("exclude_outside", 0)):
+        return "bicubic"
+    return None
+
+
 # -- key map ----------------------------------------------------------------------------------------------------------
 _BLOCK = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
 # Per-block HF name -> timm name (single-tensor renames).
@@ -177,15 +210,42 @@ def hf_weight_files(path: str) -> Tuple[List[str], Optional[str]]:
 
 def read_hf_state_dict(path: str) -> Tuple[Dict[str, np.ndarray], Optional[dict]]:
     """(raw transformers-layout state dict, config.json contents or None) of a directory or weight file."""
-    files, config_path = hf_weight_files(path)
+    files, _ = hf_weight_files(path)
     sd: Dict[str, np.ndarray] = {}
     for f in files:
         sd.update(read_state_dict(f))
-    config = None
-    if config_path is not None:
+    return sd, read_hf_config(path)
+
+
+def read_hf_config(path: str) -> Optional[dict]:
+    """The config.json of a transformers checkpoint directory, or beside a weight file; None when there is none.
+    Raises CheckpointError when it is not a JSON object."""
+    path = os.fspath(path)
+    config_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    try:
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
-    return sd, config
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{config_path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} must hold a JSON object, found {type(config).__name__}")
+    return config
+
+
+def is_hf_dir(path) -> bool:
+    """A transformers checkpoint directory: config.json with a `model_type` and one of `WEIGHT_FILES` (and no
+    `model.keras`, which marks a directory written by `vit-tf convert`)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "model.keras")):
+        return False
+    if not any(os.path.isfile(os.path.join(path, name)) for name in WEIGHT_FILES):
+        return False
+    try:
+        return "model_type" in (read_hf_config(path) or {})
+    except (OSError, CheckpointError):
+        return False
 
 
 def config_from_hf(hf: Mapping[str, object]) -> ViTConfig:
@@ -225,7 +285,7 @@ def config_from_hf(hf: Mapping[str, object]) -> ViTConfig:
         num_register_tokens=registers, no_embed_class=bool(registers),
         init_values=float(hf.get("layerscale_value", 1.0)) if dinov2 else None,
         mlp_type="swiglu" if swiglu else "gelu",
-        pos_embed_interpolation="timm_antialias" if model_type == "dinov2_with_registers" else "bicubic")
+        pos_embed_interpolation=hf_interpolation(model_type == "dinov2_with_registers"))
 
 
 # -- ONNX exports -------------------------------------------------------------------------------------------------------

@@ -261,7 +261,8 @@ def _build_weights() -> Dict[str, ModelEntry]:
                                   notes="ImageNet-21k classifier (21843 classes) behind the tanh pre_logits layer; "
                                         "no ImageNet-1k accuracy"))
     for arch, filename, top1, top5 in _DEIT_FILES:
-        cfg = arch_config(arch)
+        # Other sizes as the official code resamples (main.py --finetune: bicubic, no antialias; formats.py).
+        cfg = arch_config(arch).replace(pos_embed_interpolation="bicubic")
         prefix = filename.rsplit("-", 1)[1].split(".")[0]
         # Official DeiT eval: resize to int(256 / 224 * size), centre crop `size`, i.e. crop_pct 0.875.
         entries.append(ModelEntry(f"{arch}.fb_in1k", cfg, _recipe_for(cfg, 0.875, IMAGENET_MEAN, IMAGENET_STD),
@@ -269,7 +270,8 @@ def _build_weights() -> Dict[str, ModelEntry]:
                                   top1, top5, _DEIT_README))
     for arch, folder, knn, linear, head_type in _DINO_FILES:
         backbone = Source(f"{_DINO}{folder}_pretrain/{folder}_pretrain.pth", "dino_pth")
-        cfg = arch_config(arch).replace(num_classes=0)
+        # Other sizes as the official interpolate_pos_encoding does (the 0.1 offset; vit_tf.formats).
+        cfg = arch_config(arch).replace(num_classes=0, pos_embed_interpolation="bicubic_offset")
         # Official DINO eval: Resize(256) + CenterCrop(224), bicubic, ImageNet mean/std.
         recipe = _recipe_for(cfg, 0.875, IMAGENET_MEAN, IMAGENET_STD)
         entries.append(ModelEntry(f"{arch}.dino", cfg, recipe, (backbone,), knn, None,

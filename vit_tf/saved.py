@@ -52,7 +52,9 @@ def load(path_or_handle):
     """Open a saved model; see `vit_tf.load`.
 
     Args:
-        path_or_handle: a directory written by `vit-tf convert`; a SavedModel directory; a `.zip` holding one; a
+        path_or_handle: a directory written by `vit-tf convert`; a Hugging Face checkpoint directory (config.json
+            with a `model_type`, and model.safetensors or pytorch_model.bin: `vit_tf.hf.from_hf`, which runs as
+            transformers does, its position interpolation included); a SavedModel directory; a `.zip` holding one; a
             Google Drive file id or link (`gdrive:<id>` forces that reading); a TF-Hub handle (`https://tfhub.dev/...`,
             `https://www.kaggle.com/models/...`, or `hub:<handle>`); a keras.io alias with a Drive id
             (`KERAS_IO_DRIVE_IDS`); any other registry name or alias (official weights, downloaded once).
@@ -64,6 +66,10 @@ def load(path_or_handle):
 
     handle = os.fspath(path_or_handle)
     if os.path.isdir(handle):
+        from .hf import from_hf, is_hf_dir
+
+        if is_hf_dir(handle):
+            return from_hf(handle)
         if is_converted_dir(handle):
             return load_converted(handle)
         return SavedModel(find_saved_model(Path(handle)))
@@ -127,7 +133,12 @@ def load_converted(directory) -> "object":
 
     from .model import VisionTransformer
 
+    from .hf import is_hf_dir
+
     directory = os.fspath(directory)
+    if is_hf_dir(directory):
+        raise ValueError(f"{directory} is a Hugging Face checkpoint, not a directory written by `vit-tf convert`: "
+                         f"open it with vit_tf.load, or pass it as a checkpoint of a registry name (--checkpoint)")
     config_path = os.path.join(directory, "config.json")
     info = read_json(config_path)
     keras_path = os.path.join(directory, "model.keras")
