@@ -105,7 +105,7 @@ class PatchEmbed(keras.layers.Layer):
         self.built = True
 
     def call(self, images):
-        return self.proj(images)
+        return patch_conv(self.proj, tf.cast(images, self.compute_dtype))
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size, "embed_dim": self.embed_dim}
@@ -118,24 +118,44 @@ class PatchEmbed(keras.layers.Layer):
 # in float32 and more in bfloat16 (benchmarks/README.md, "Where the time goes").
 def linear(layer, x, activation=None):
     """A `keras.layers.Dense` layer's weights applied to x (M, in) -> (M, out) in x's dtype, as MatMul + BiasAdd
-    [+ exact GELU] so that the three fuse. `activation`: None or "gelu"."""
+    [+ exact GELU] so that the three fuse. `activation`: None, "gelu" or "tanh"."""
     y = tf.matmul(x, tf.cast(layer.kernel, x.dtype))
     if layer.use_bias:
         y = tf.nn.bias_add(y, tf.cast(layer.bias, x.dtype))
     if activation == "gelu":
-        y = tf.nn.gelu(y, approximate=False)
+        if y.dtype == tf.float64:  # TF's float64 GELU kernel is accurate to ~5e-9 only; erf is exact
+            return 0.5 * y * (1.0 + tf.math.erf(y * 0.7071067811865476))
+        return tf.nn.gelu(y, approximate=False)
+    if activation == "tanh":
+        return tf.tanh(y)
     return y
 
 
+def patch_conv(layer, images):
+    """A stride-p `keras.layers.Conv2D` (valid padding) applied to images (B, H, W, C) in their dtype:
+    (B, H/p, W/p, D)."""
+    kernel = tf.cast(layer.kernel, images.dtype)
+    y = tf.nn.conv2d(images, kernel, strides=layer.strides, padding="VALID")
+    return tf.nn.bias_add(y, tf.cast(layer.bias, images.dtype)) if layer.use_bias else y
+
+
+def wide_dtype(dtype):
+    """The dtype statistics and probabilities are computed in: float64 for float64 tensors (the explanation methods'
+    exact pass), float32 for every other dtype."""
+    return tf.float64 if dtype == tf.float64 else tf.float32
+
+
 def layer_norm(layer, x):
-    """A `keras.layers.LayerNormalization` (last axis) applied to x (..., D), computed in float32 whatever x's dtype
-    (as Keras does) and returned in x's dtype."""
-    dtype = x.dtype
-    x = tf.cast(x, tf.float32)
-    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-    var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
-    inv = tf.math.rsqrt(var + layer.epsilon) * tf.cast(layer.gamma, tf.float32)
-    return tf.cast(x * inv + (tf.cast(layer.beta, tf.float32) - mean * inv), dtype)
+    """A `keras.layers.LayerNormalization` (last axis) applied to x (..., D), computed in float32 (float64 for
+    float64 x) whatever x's dtype, as Keras does, and returned in x's dtype."""
+    with tf.name_scope("layer_norm"):
+        dtype = x.dtype
+        wide = wide_dtype(dtype)
+        x = tf.cast(x, wide)
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
+        inv = tf.math.rsqrt(var + layer.epsilon) * tf.cast(layer.gamma, wide)
+        return tf.cast(x * inv + (tf.cast(layer.beta, wide) - mean * inv), dtype)
 
 
 def _scaled(layer_scale, x):
@@ -189,9 +209,9 @@ class Attention(keras.layers.Layer):
         qkv = tf.reshape(linear(self.qkv, x), (batch, tokens, 3, h, hd))
         q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
         logits = tf.matmul(q * tf.cast(self.scale, q.dtype), k, transpose_b=True)
-        attn = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        attn = tf.nn.softmax(tf.cast(logits, wide_dtype(q.dtype)), axis=-1)
         if head_mask is not None:
-            attn = attn * head_mask_factors(head_mask, h, tf.float32)
+            attn = attn * head_mask_factors(head_mask, h, attn.dtype)
         probs = attn
         if training and self.attn_drop_rate > 0:
             probs = self.attn_drop(attn, training=training)

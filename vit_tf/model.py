@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from .configs import ViTConfig
 from .registry import Recipe
-from .layers import PACKAGE, PatchEmbed, TransformerBlock, layer_norm, resample_grid
+from .layers import PACKAGE, PatchEmbed, TransformerBlock, layer_norm, linear, patch_conv, resample_grid, wide_dtype
 
 
 def attention_key(i: int) -> str:
@@ -180,10 +180,12 @@ class VisionTransformer(keras.Model):
             return None
         return head_mask[i] if head_mask.shape.rank == 2 else head_mask[:, i]
 
-    def _embed(self, images, training):
+    def _embed(self, images, training, dtype=None):
+        """images (B, H, W, 3) -> tokens (B, T, D) in `dtype` (default: the compute dtype), prefix tokens first."""
         c = self.config
         p = c.patch_size
-        images = tf.cast(images, self.compute_dtype)
+        dtype = tf.as_dtype(dtype or self.compute_dtype)
+        images = tf.cast(images, dtype)
         static_hw = images.shape[1:3]
         if images.shape[-1] is not None and images.shape[-1] != 3:
             raise ValueError(f"images must have 3 channels (B, H, W, 3), got shape {tuple(images.shape)}")
@@ -191,7 +193,7 @@ class VisionTransformer(keras.Model):
             if side is not None and side % p:
                 raise ValueError(f"image size {tuple(static_hw)} is not a multiple of the patch size {p}; "
                                  f"resize or crop to a multiple of {p}")
-        x = self.patch_embed(images)  # (B, gh, gw, D)
+        x = patch_conv(self.patch_embed.proj, images)  # (B, gh, gw, D)
         # The grid from the image size, not from x: on an empty batch (a replica's share of a short last batch
         # under tf.distribute) the CPU convolution reports unstrided spatial sizes.
         gh, gw = tf.shape(images)[1] // p, tf.shape(images)[2] // p
@@ -204,7 +206,8 @@ class VisionTransformer(keras.Model):
             x = tf.reshape(x, (tf.shape(x)[0], gh * gw, c.embed_dim))
         n_pos_prefix = c.num_pos_prefix_tokens
         # Position embeddings are read in float32 (inside a Keras call they are autocast to the compute dtype) and
-        # resampled in float32 before joining the tokens' dtype.
+        # resampled in float32 before joining the tokens' dtype; prefix sums in float32 (float64 for float64).
+        wide = wide_dtype(dtype)
         pos_embed = tf.cast(self.pos_embed, tf.float32)
         grid = tf.reshape(pos_embed[:, n_pos_prefix:], (1, *c.grid_size, c.embed_dim))
         if tuple(x_ // p if x_ is not None else None for x_ in static_hw) != c.grid_size:
@@ -214,9 +217,9 @@ class VisionTransformer(keras.Model):
         # Prefix tokens in timm's order: class, then distillation or registers. Without `no_embed_class` each has its
         # own row of pos_embed; with it they have none (DINOv2-reg: the class position is folded into cls_token).
         prefix = [self.cls_token] + [t for t in (self.dist_token, self.reg_token) if t is not None]
-        prefix = tf.concat([tf.cast(t, tf.float32) for t in prefix], axis=1)  # (1, P, D)
+        prefix = tf.concat([tf.cast(t, wide) for t in prefix], axis=1)  # (1, P, D)
         if n_pos_prefix:
-            prefix = prefix + pos_embed[:, :n_pos_prefix]
+            prefix = prefix + tf.cast(self.pos_embed, wide)[:, :n_pos_prefix]
         prefix = tf.tile(tf.cast(prefix, x.dtype), (b, 1, 1))
         return self.pos_drop(tf.concat([prefix, x], axis=1), training=training)
 
@@ -246,18 +249,20 @@ class VisionTransformer(keras.Model):
         out = layer_norm(self.norm, hidden[-1])
         return (out, attention, hidden) if return_hidden else (out, attention)
 
-    def forward_intermediates(self, images, head_mask=None):
+    def forward_intermediates(self, images, head_mask=None, dtype=None):
         """The eval forward pass with every block's intermediate tensors (`TransformerBlock.forward`'s record): what
         the explanation methods read, from the same code as the call.
 
         Args:
             images: (B, H, W, 3) preprocessed. head_mask: as in the call.
+            dtype: None (the compute dtype) or "float64": the same code in float64 from the float32 weights, with
+                float64 softmax, LayerNorm and head (what the LRP relevance of `transformer_attribution` divides by).
         Returns:
             (outputs dict of `forward_head`, records [per block {name: tensor}, see `TransformerBlock.forward`],
             tokens (B, T, D) after the final norm).
         """
         head_mask = self._check_head_mask(head_mask)
-        x = self._embed(images, False)
+        x = self._embed(images, False, dtype)
         b, n, d = tf.shape(x)[0], tf.shape(x)[1], self.config.embed_dim
         x = tf.reshape(x, (-1, d))
         records, hidden = [], []
@@ -278,31 +283,36 @@ class VisionTransformer(keras.Model):
                 and "dinov2_linear4" heads read them (the last 4).
         Returns:
             {"features": (B, D) final-norm class token, "logits": (B, classes) when the model has a classifier,
-            and for distilled DeiT also "cls_logits" and "dist_logits"}, all float32.
+            and for distilled DeiT also "cls_logits" and "dist_logits"}, all float32 (float64 for float64 tokens).
         """
         c = self.config
-        outputs = {"features": tf.cast(tokens[:, 0], tf.float32)}
+        # The heads run in float32 under every policy (float64 for float64 tokens: the exact explanation pass).
+        wide = wide_dtype(tokens.dtype)
+        tokens = tf.cast(tokens, wide)
+        outputs = {"features": tokens[:, 0]}
         if self.head is None:
             return outputs
         if c.head_type in ("dino_last4", "dinov2_linear4") and (hidden is None or len(hidden) < 4):
             raise ValueError(f"head type {c.head_type!r} reads the last 4 blocks' outputs: pass `hidden`")
+        if c.head_type in ("dino_last4", "dinov2_linear4"):
+            last4 = [tf.cast(layer_norm(self.norm, h[:, 0]), wide) for h in hidden[-4:]]
         if c.head_type == "dino_last4":
             # DINO eval_linear: final norm applied to each of the last 4 blocks' outputs, class tokens concatenated.
-            head_in = tf.concat([layer_norm(self.norm, h[:, 0]) for h in hidden[-4:]], axis=-1)
+            head_in = tf.concat(last4, axis=-1)
         elif c.head_type == "dino_avgpool":
             cls, avg = tokens[:, 0], tf.reduce_mean(tokens[:, 1:], axis=1)
             head_in = tf.reshape(tf.stack([cls, avg], axis=-1), (-1, 2 * c.embed_dim))  # channel-interleaved
         elif c.head_type in ("dinov2_linear", "dinov2_linear4"):
             # dinov2.hub.classifiers: class token(s), then the mean of the patch tokens (registers excluded).
-            classes = [tokens[:, 0]] if c.head_type == "dinov2_linear" else [layer_norm(self.norm, h[:, 0]) for h in hidden[-4:]]
+            classes = [tokens[:, 0]] if c.head_type == "dinov2_linear" else last4
             head_in = tf.concat(classes + [tf.reduce_mean(tokens[:, c.num_prefix_tokens:], axis=1)], axis=-1)
         else:
             head_in = tokens[:, 0]
         if self.pre_logits is not None:
-            head_in = self.pre_logits(head_in)
-        logits = self.head(head_in)
+            head_in = linear(self.pre_logits, head_in, "tanh")
+        logits = linear(self.head, head_in)
         if self.head_dist is not None:
-            dist_logits = self.head_dist(tokens[:, 1])
+            dist_logits = linear(self.head_dist, tokens[:, 1])
             outputs.update(cls_logits=logits, dist_logits=dist_logits)
             logits = (logits + dist_logits) / 2
         outputs["logits"] = logits
