@@ -26,13 +26,18 @@ def _accuracy(entry) -> str:
 
 
 def _command(entry) -> str:
+    from vit_tf.registry import WEIGHTS
+
+    linear = next((n for n in (f"{entry.arch}.dino_linear", f"{entry.arch}.lvd142m_linear4") if n in WEIGHTS), None)
+    if entry.top1 is None and entry.config.num_classes == 1000:
+        return (f"— (no published number for this head; the README's is `{linear}`'s)" if linear
+                else "— (no published number)")
+    if entry.top1 is None and entry.config.num_classes == 0:
+        return "— (backbone without classifier, no ImageNet number)"
     if entry.top1 is None:
         return "— (ImageNet-21k classifier, no ImageNet-1k accuracy)"
     if entry.config.num_classes == 0:
-        linear = f"{entry.arch}.dino_linear"
-        from vit_tf.registry import WEIGHTS
-
-        if linear in WEIGHTS:
+        if linear:
             return f"— (backbone without classifier; the linear-eval number is `{linear}`)"
         return f"— (backbone without classifier; {entry.notes or 'linear-probe number in the DINOv2 README'})"
     return f"`vit-tf eval --model {entry.name} --data {DATA}`"

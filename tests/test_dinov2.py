@@ -85,6 +85,26 @@ def test_offset_mode_differs_from_size_mode():
     assert max_abs(resample_grid(pos, (16, 16), "bicubic_offset"), resample_grid(pos, (16, 16), "bicubic")) > 1e-3
 
 
+def official_layout(state_dict, swiglu=False, seed=3):
+    """A timm-layout DINOv2 state dict in the official file layout: a mask token; with registers,
+    `register_tokens` and the class position moved from the class token into `pos_embed` (a random class position,
+    so that the fold is tested); with `swiglu` (ViT-g), `mlp.w12` / `mlp.w3`. Returns (torch state dict, class
+    position or None)."""
+    rng = np.random.default_rng(seed)
+    width = state_dict["cls_token"].shape[-1]
+    official = {k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}
+    official["mask_token"] = torch.from_numpy(rng.normal(size=(1, width)).astype(np.float32))
+    class_pos = None
+    if "reg_token" in official:
+        class_pos = torch.from_numpy(rng.normal(0, 0.2, size=(1, 1, width)).astype(np.float32))
+        official["register_tokens"] = official.pop("reg_token")
+        official["cls_token"] = official["cls_token"] - class_pos
+        official["pos_embed"] = torch.cat([class_pos, official["pos_embed"]], dim=1)
+    for key in [k for k in official if swiglu and ".mlp.fc" in k]:
+        official[key.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3")] = official.pop(key)
+    return official, class_pos
+
+
 @pytest.mark.parametrize("arch", ["vit_small_patch14_dinov2", "vit_giant_patch14_reg4_dinov2"])
 def test_official_checkpoint_and_interpolation_end_to_end(arch, tmp_path, caplog):
     """An official-layout `.pth` (mask_token, register_tokens, class position in pos_embed, w12/w3 for ViT-g) read
@@ -95,17 +115,7 @@ def test_official_checkpoint_and_interpolation_end_to_end(arch, tmp_path, caplog
     ours_kw, timm_kw = small(arch)
     reference, state_dict = timm_reference(arch, **timm_kw)
     registers = "reg4" in arch
-    rng = np.random.default_rng(3)
-    official = {k: torch.from_numpy(v.copy()) for k, v in state_dict.items()}
-    official["mask_token"] = torch.from_numpy(rng.normal(size=(1, 48)).astype(np.float32))
-    if registers:  # the official layout: class position in pos_embed, registers under their own name
-        class_pos = torch.from_numpy(rng.normal(0, 0.2, size=(1, 1, 48)).astype(np.float32))
-        official["register_tokens"] = official.pop("reg_token")
-        official["cls_token"] = official["cls_token"] - class_pos
-        official["pos_embed"] = torch.cat([class_pos, official["pos_embed"]], dim=1)
-    if "giant" in arch:
-        for key in [k for k in official if ".mlp.fc" in k]:
-            official[key.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3")] = official.pop(key)
+    official, class_pos = official_layout(state_dict, swiglu="giant" in arch)
     path = tmp_path / "dinov2_pretrain.pth"
     torch.save(official, path)
     with caplog.at_level("INFO", logger="vit_tf"):
@@ -137,28 +147,54 @@ def test_official_checkpoint_and_interpolation_end_to_end(arch, tmp_path, caplog
         assert_parity(ours, reference, random_images(2, *size))
 
 
-def test_official_dinov2_linear_heads(tmp_path):
+def test_dinov2_linear_classifiers_are_registered():
+    """Every backbone has the hub's two ImageNet heads as weight names, with the URLs `dinov2.hub.classifiers`
+    builds, the official eval recipe and the README's linear top-1 on the hub's default (4-layer) head."""
+    for arch, model_name, _, linear in registry._DINOV2_FILES:
+        folder = model_name.replace("_reg4", "")
+        backbone = registry.WEIGHTS[f"{arch}.lvd142m"]
+        for tag, head_type, layers in (("lvd142m_linear4", "dinov2_linear4", "4"), ("lvd142m_linear", "dinov2_linear",
+                                                                                  "")):
+            entry = registry.WEIGHTS[f"{arch}.{tag}"]
+            assert [s.format for s in entry.sources] == ["dinov2_pth", "dinov2_linear_pth"]
+            assert entry.sources[0] == backbone.sources[0]
+            assert entry.sources[1].url == (f"https://dl.fbaipublicfiles.com/dinov2/{folder}/{model_name}_linear"
+                                            f"{layers}_head.pth")
+            c = entry.config
+            assert (c.head_type, c.num_classes, c.img_size) == (head_type, 1000, (224, 224))
+            assert c.pos_embed_interpolation == backbone.config.pos_embed_interpolation
+            assert (entry.recipe.input_size, entry.recipe.crop_pct, entry.recipe.interpolation) == ((224, 224), 0.875,
+                                                                                                   "bicubic")
+            assert entry.recipe.mean == registry.IMAGENET_MEAN and entry.recipe.std == registry.IMAGENET_STD
+            assert entry.top1 == (linear if layers else None)
+        assert registry.default_entry(arch) is backbone  # pretrained=True on the architecture stays the backbone
+    assert registry.WEIGHTS["vit_giant_patch14_reg4_dinov2.lvd142m_linear"].sources[1].url.endswith(
+        "dinov2_vitg14/dinov2_vitg14_reg4_linear_head.pth")
+
+
+@pytest.mark.parametrize("tag,n", [("lvd142m_linear", 1), ("lvd142m_linear4", 4)])
+def test_official_dinov2_linear_heads(tmp_path, tag, n):
     """`dinov2.hub.classifiers`: 1 layer = [class token, patch mean]; 4 layers = the last 4 blocks' class tokens then
-    the last block's patch mean (registers excluded), on timm's final-normed intermediate tokens."""
-    for head_type, n in (("dinov2_linear", 1), ("dinov2_linear4", 4)):
-        arch = "vit_small_patch14_reg4_dinov2"
-        ours_kw, timm_kw = small(arch)
-        reference, state_dict = timm_reference(arch, **dict(timm_kw, depth=5))
-        ours = vit_tf.create_model(arch, **dict(ours_kw, depth=5), num_classes=1000, head_type=head_type)
-        assert ours.head_input_dim == (1 + n) * 48
-        rng = np.random.default_rng(2)
-        weight = (0.05 * rng.standard_normal((1000, ours.head_input_dim))).astype(np.float32)
-        bias = rng.standard_normal(1000).astype(np.float32)
-        torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, tmp_path / "head.pth")
-        torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, tmp_path / "backbone.pth")
-        vit_tf.load_checkpoint(ours, [tmp_path / "backbone.pth", tmp_path / "head.pth"])
-        images = random_images(2, 56, 42)
-        with torch.no_grad():
-            x = torch.from_numpy(images).permute(0, 3, 1, 2)
-            inter = reference.get_intermediate_layers(x, n=n, return_prefix_tokens=True, norm=True)
-            linear_input = torch.cat([prefix[:, 0] for _, prefix in inter] + [inter[-1][0].mean(dim=1)], dim=1)
-            expected = torch.nn.functional.linear(linear_input, torch.from_numpy(weight), torch.from_numpy(bias))
-        assert max_abs(ours(images)[0], expected.numpy()) <= OUT_TOL
+    the last block's patch mean (registers excluded), on timm's final-normed intermediate tokens. The weight name
+    loads the official backbone + head files."""
+    arch = "vit_small_patch14_reg4_dinov2"
+    ours_kw, timm_kw = small(arch)
+    reference, state_dict = timm_reference(arch, **dict(timm_kw, depth=5))
+    rng = np.random.default_rng(2)
+    weight = (0.05 * rng.standard_normal((1000, (1 + n) * 48))).astype(np.float32)
+    bias = rng.standard_normal(1000).astype(np.float32)
+    torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, tmp_path / "head.pth")
+    torch.save(official_layout(state_dict)[0], tmp_path / "backbone.pth")
+    ours = vit_tf.create_model(f"{arch}.{tag}", **dict(ours_kw, depth=5),
+                               checkpoint_path=[tmp_path / "backbone.pth", tmp_path / "head.pth"])
+    assert ours.head_input_dim == (1 + n) * 48 and ours.config.pos_embed_interpolation == "timm_antialias"
+    images = random_images(2, 56, 42)  # another grid than the file's: the official (antialiased) resampling
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)
+        inter = reference.get_intermediate_layers(x, n=n, return_prefix_tokens=True, norm=True)
+        linear_input = torch.cat([prefix[:, 0] for _, prefix in inter] + [inter[-1][0].mean(dim=1)], dim=1)
+        expected = torch.nn.functional.linear(linear_input, torch.from_numpy(weight), torch.from_numpy(bias))
+    assert max_abs(ours(images)[0], expected.numpy()) <= OUT_TOL
 
 
 @pytest.mark.parametrize("name,kwargs", [("LayerScale", dict(dim=12, init_values=0.5)),

