@@ -52,7 +52,8 @@ def build_timm_model(config, img_size=None, no_embed_class: bool = False):
         from timm.layers import SwiGLUPacked
 
         extra = dict(mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU)
-    mlp_ratio = config.mlp_dim * (2 if config.mlp_type == "swiglu" else 1) / config.embed_dim
+    # timm builds int(embed_dim * mlp_ratio) hidden units; the half keeps float rounding from losing one
+    mlp_ratio = (config.mlp_dim * (2 if config.mlp_type == "swiglu" else 1) + 0.5) / config.embed_dim
     model = cls(img_size=to_2tuple(img_size or config.img_size), patch_size=config.patch_size,
                 embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads,
                 mlp_ratio=mlp_ratio, qkv_bias=config.qkv_bias,

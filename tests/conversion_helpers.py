@@ -82,6 +82,26 @@ def random_timm_state_dict(config, seed=0):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def dinov2_official(config, seed=0):
+    """A random DINOv2 backbone of `config` in the official `*_pretrain.pth` layout (facebookresearch/dinov2):
+    `mask_token`; with registers, `register_tokens` and the class position inside `pos_embed` (random, so that
+    folding it back is tested); SwiGLU as `mlp.w12` / `mlp.w3`. Returns the torch state dict."""
+    import torch
+
+    sd = random_timm_state_dict(config, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    sd["mask_token"] = 0.2 * torch.randn(1, config.embed_dim, generator=g)
+    if config.num_register_tokens:
+        class_pos = 0.2 * torch.randn(1, 1, config.embed_dim, generator=g)
+        sd["register_tokens"] = sd.pop("reg_token")
+        sd["cls_token"] = sd["cls_token"] - class_pos
+        sd["pos_embed"] = torch.cat([class_pos, sd["pos_embed"]], dim=1)
+    if config.mlp_type == "swiglu":
+        for key in [k for k in sd if ".mlp.fc" in k]:
+            sd[key.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3")] = sd.pop(key)
+    return sd
+
+
 def timm_outputs(model, images, head=None):
     """(logits or features, [attention per block]) of a timm model on NHWC images, with timm's own extractor."""
     import torch

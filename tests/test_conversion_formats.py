@@ -10,8 +10,8 @@ import pytest
 import vit_tf
 from conversion.convert import ATTENTION_TOLERANCE, OUTPUT_TOLERANCE, convert
 from conversion.reference import build_timm_model
-from conversion_helpers import (TINY, google_npz, random_timm_state_dict, saved_model_outputs, parity_images,
-                                timm_outputs)
+from conversion_helpers import (TINY, dinov2_official, google_npz, random_timm_state_dict, saved_model_outputs,
+                                parity_images, timm_outputs)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -160,3 +160,46 @@ def test_dino_linear_matches_eval_linear(tmp_path, name, n_last, avgpool):
             output = output.reshape(output.shape[0], -1)
         return torch.nn.functional.linear(output, linear["module.linear.weight"], linear["module.linear.bias"])
     compare_with_timm(tmp_path / "out", config, model, head)
+
+
+DINOV2_CASES = {  # name -> (config changes, image size of the converted model; the file's grid is 4x4)
+    # no registers: the official 0.1-offset rule, a 4x4 file in a 6x6 model; ViT-g's SwiGLU (w12 / w3)
+    "vit_giant_patch14_dinov2.lvd142m": (dict(num_classes=0, mlp_dim=64), 48),
+    # registers and the hub's 4-layer ImageNet head (class position folded, antialiased resampling)
+    "vit_small_patch14_reg4_dinov2.lvd142m_linear4": (dict(depth=4), 40),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DINOV2_CASES))
+def test_dinov2_pth_matches_timm(tmp_path, name):
+    """`vit-tf convert` of official DINOv2 files (backbone, and backbone + linear head) proven against timm's DINOv2
+    models loading the same files with timm's loader, per output and per block, at a grid other than the file's."""
+    changes, size = DINOV2_CASES[name]
+    config = tiny_config(name, **changes)
+    backbone = dinov2_official(config, seed=4)
+    torch.save(backbone, tmp_path / "backbone.pth")
+    files = [str(tmp_path / "backbone.pth")]
+    if config.num_classes:
+        rng = np.random.default_rng(5)
+        width = 5 * config.embed_dim  # 4 class tokens + the patch mean
+        torch.save({"weight": torch.from_numpy(rng.normal(0, 0.05, (10, width)).astype(np.float32)),
+                    "bias": torch.from_numpy(rng.normal(0, 0.2, 10).astype(np.float32))}, tmp_path / "head.pth")
+        files.append(str(tmp_path / "head.pth"))
+    report = convert(name, tmp_path / "out", checkpoint=files, progress=False, **{**TINY, **changes, "img_size": size})
+    assert [s["format"] for s in report["sources"]] == ["dinov2_pth", "dinov2_linear_pth"][:len(files)]
+    parity = report["parity"]
+    assert parity["status"] == "passed" and parity["reference"].startswith("timm ")
+    assert set(parity["attention_max_abs_diff"]) == {f"transformer_block_{i}_att" for i in range(config.depth)}
+    assert max(parity["attention_max_abs_diff"].values()) <= ATTENTION_TOLERANCE
+    assert parity["outputs_max_abs_diff"]["logits" if config.num_classes else "features"] <= OUTPUT_TOLERANCE
+    rule = "timm_antialias" if config.num_register_tokens else "bicubic_offset"
+    assert report["config"]["pos_embed_interpolation"] == rule and report["config"]["img_size"] == [size, size]
+
+    # The converted model against timm on fresh inputs, timm holding the official file resampled by the official
+    # rule (written in torch in conversion.reference).
+    from conversion.reference import load_reference
+
+    model, head = load_reference(tiny_config(name, **changes, img_size=size),
+                                 list(zip(files, ["dinov2_pth", "dinov2_linear_pth"])))
+    compare_with_timm(tmp_path / "out", tiny_config(name, **changes, img_size=size), model, head,
+                      main="logits" if config.num_classes else "features")
