@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from vit_tf import download
-from vit_tf.download import (CacheNotWritableError, DownloadError, DownloadTimeout, HTTPStatusError, cache_path,
-                             fetch)
+from vit_tf.download import (CacheNotWritableError, DownloadError, DownloadTimeout, DownloadTooSlow, HTTPStatusError,
+                             cache_path, fetch)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,8 @@ def send(handler, data: bytes, length: bool = True, upto: int = None):
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    for name in ("VIT_TF_MIRROR", "VIT_TF_OFFLINE", "VIT_TF_DOWNLOAD_DEADLINE", "VIT_TF_DOWNLOAD_TIMEOUT"):
+    for name in ("VIT_TF_MIRROR", "VIT_TF_OFFLINE", "VIT_TF_DOWNLOAD_DEADLINE", "VIT_TF_DOWNLOAD_TIMEOUT",
+                 "VIT_TF_DOWNLOAD_SPEED_LIMIT", "VIT_TF_DOWNLOAD_SPEED_TIME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VIT_TF_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
@@ -163,6 +164,67 @@ def test_deadline_stops_a_trickling_download(home, server, monkeypatch, via):
     assert "bytes received" in str(info.value)
     assert server.requests == ["/slow.pth"]  # an overrun deadline is not retried
     assert entries(home) == []
+
+
+def steady(server, rate, seconds, piece=50):
+    """Headers for rate * seconds bytes, then `piece` bytes at a time at `rate` bytes per second."""
+    total = int(rate * seconds)
+
+    def route(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(total))
+        handler.end_headers()
+        start, sent = time.monotonic(), 0
+        while sent < total:
+            if server.stop.wait(max(0.0, start + sent / rate - time.monotonic())):
+                return
+            handler.wfile.write(b"x" * min(piece, total - sent))
+            handler.wfile.flush()
+            sent += piece
+    return route
+
+
+@pytest.mark.parametrize("via", ["argument", "environment"])
+def test_speed_limit_stops_a_trickle_long_before_the_deadline(home, server, monkeypatch, via):
+    """curl's --speed-limit / --speed-time: 500 bytes/s against a limit of 2000 bytes/s over 1 s fails after about
+    a second (every piece arrives well within the stall timeout and the deadline is an hour); it is not retried."""
+    server.routes["/slow.npz"] = steady(server, rate=500, seconds=20)
+    limits = {"speed_limit": 2000, "speed_time": 1}
+    if via == "environment":
+        monkeypatch.setenv("VIT_TF_DOWNLOAD_SPEED_LIMIT", "2000")
+        monkeypatch.setenv("VIT_TF_DOWNLOAD_SPEED_TIME", "1")
+    start = time.monotonic()
+    with pytest.raises(DownloadTooSlow, match=r"too slow, \d+ bytes/s over the last 1\.\d s, below the limit of "
+                                              r"2000 bytes/s over 1 s") as info:
+        fetch(source(server, "/slow.npz"), progress=False, **(limits if via == "argument" else {}))
+    assert 0.9 < time.monotonic() - start < 2.5
+    message = str(info.value)
+    assert f"{server.url}/slow.npz" in message and "bytes received" in message and "put it at" in message
+    assert "VIT_TF_DOWNLOAD_SPEED_LIMIT" in message and "VIT_TF_DOWNLOAD_SPEED_TIME" in message
+    assert isinstance(info.value, DownloadTimeout)  # callers that catch timeouts catch this one too
+    assert server.requests == ["/slow.npz"] and entries(home) == []
+
+
+def test_speed_limit_passes_a_download_above_it_and_zero_turns_it_off(home, server):
+    """A steady 4000 bytes/s for 1.2 s stays above a 500 bytes/s limit over every 0.5 s window: it is cached. With
+    the limit at 0 a 500 bytes/s trickle is stopped by the deadline instead."""
+    server.routes["/steady.bin"] = steady(server, rate=4000, seconds=1.2)
+    path = fetch(source(server, "/steady.bin"), progress=False, speed_limit=500, speed_time=0.5)
+    assert path.read_bytes() == b"x" * 4800
+    server.routes["/slow.bin"] = steady(server, rate=500, seconds=20)
+    with pytest.raises(DownloadTimeout, match="did not finish within its deadline of 1.2 s"):
+        fetch(source(server, "/slow.bin"), progress=False, deadline=1.2, speed_limit=0, speed_time=0.3)
+
+
+def test_bad_speed_settings_are_named(home, server, monkeypatch):
+    with pytest.raises(ValueError, match="speed_limit must be a non-negative number of bytes per second, got -1"):
+        fetch(source(server, "/x.npz"), progress=False, speed_limit=-1)
+    with pytest.raises(ValueError, match="speed_time must be a positive number of seconds, got 0"):
+        fetch(source(server, "/x.npz"), progress=False, speed_time=0)
+    monkeypatch.setenv("VIT_TF_DOWNLOAD_SPEED_LIMIT", "fast")
+    with pytest.raises(DownloadError, match="VIT_TF_DOWNLOAD_SPEED_LIMIT='fast' is not a non-negative number"):
+        fetch(source(server, "/x.npz"), progress=False)
+    assert server.requests == [] and entries(home) == []
 
 
 @pytest.mark.parametrize("when", ["before headers", "after headers"])

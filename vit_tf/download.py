@@ -13,11 +13,14 @@ A failed download leaves neither temporary files nor the empty directories it ma
 Environment: `VIT_TF_HOME` (cache root), `VIT_TF_MIRROR` (a base URL serving `<host>/<path>`, as `wget -x` lays
 files out), `VIT_TF_OFFLINE=1` (never touch the network), `VIT_TF_DOWNLOAD_TIMEOUT` (seconds without a byte before
 a download counts as stalled, default 60), `VIT_TF_DOWNLOAD_DEADLINE` (seconds one fetch may take in all, waiting
-for another process's download and the retry included, default 3600).
+for another process's download and the retry included, default 3600), `VIT_TF_DOWNLOAD_SPEED_LIMIT` and
+`VIT_TF_DOWNLOAD_SPEED_TIME` (abort when fewer than that many bytes per second arrived over the last that many
+seconds, as curl's `--speed-limit` / `--speed-time`; defaults 1024 and 60, a limit of 0 turns it off).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import http.client
@@ -41,6 +44,8 @@ CHUNK = 1 << 20
 ATTEMPTS = 2  # a dropped connection, a stall or a 5xx is tried once more; a 404 or a checksum mismatch is not
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_DEADLINE = 3600.0
+DEFAULT_SPEED_LIMIT = 1024.0  # bytes per second ...
+DEFAULT_SPEED_TIME = 60.0  # ... averaged over this many seconds: a trickle fails in about a minute, not an hour
 LOCK_POLL = 0.1  # seconds between tries of a lock held by another download
 
 
@@ -71,6 +76,10 @@ class UnreachableError(DownloadError):
 
 class DownloadTimeout(DownloadError):
     """No byte arrived within the stall timeout, or the whole fetch overran its deadline."""
+
+
+class DownloadTooSlow(DownloadTimeout):
+    """Fewer bytes per second than the speed limit arrived over the speed time (curl's --speed-limit/--speed-time)."""
 
 
 class CacheNotWritableError(DownloadError):
@@ -161,7 +170,8 @@ def manual_hint(url: str, path: Path) -> str:
 
 
 def fetch(source, progress: bool = True, timeout: Optional[float] = None,
-          deadline: Optional[float] = None) -> Path:
+          deadline: Optional[float] = None, speed_limit: Optional[float] = None,
+          speed_time: Optional[float] = None) -> Path:
     """Path of the verified local copy of a registry `Source` (anything with `.url` and optional `.sha256` /
     `.sha256_prefix`), downloading it when the cache lacks a good copy.
 
@@ -170,10 +180,14 @@ def fetch(source, progress: bool = True, timeout: Optional[float] = None,
             default `$VIT_TF_DOWNLOAD_TIMEOUT` or 60.
         deadline: seconds this call may take in all (waiting for a concurrent download of the same file and the
             retry included); default `$VIT_TF_DOWNLOAD_DEADLINE` or 3600.
+        speed_limit, speed_time: the download is abandoned (DownloadTooSlow, not retried) when fewer than
+            `speed_limit` bytes per second arrived on average over the last `speed_time` seconds of the transfer
+            (curl's `--speed-limit` / `--speed-time`; judged when bytes arrive, so at most a stall timeout late);
+            defaults `$VIT_TF_DOWNLOAD_SPEED_LIMIT` or 1024 (0: no limit) and `$VIT_TF_DOWNLOAD_SPEED_TIME` or 60.
 
     Raises:
-        DownloadError (ChecksumError, HTTPStatusError, UnreachableError, DownloadTimeout, CacheNotWritableError)
-        naming the URL and saying where to put the file by hand.
+        DownloadError (ChecksumError, HTTPStatusError, UnreachableError, DownloadTimeout, DownloadTooSlow,
+        CacheNotWritableError) naming the URL and saying where to put the file by hand.
     """
     url = source.url
     try:
@@ -188,7 +202,10 @@ def fetch(source, progress: bool = True, timeout: Optional[float] = None,
         raise DownloadError(f"{path.name} {state} and VIT_TF_OFFLINE is set.", manual_hint(url, path))
     timeout = _seconds(timeout, "VIT_TF_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT, "timeout")
     budget = _seconds(deadline, "VIT_TF_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE, "deadline")
-    clock = _Clock(budget)
+    clock = _Clock(budget, _SpeedLimit(
+        _number(speed_limit, "VIT_TF_DOWNLOAD_SPEED_LIMIT", DEFAULT_SPEED_LIMIT, "speed_limit", "bytes per second",
+                zero=True),
+        _seconds(speed_time, "VIT_TF_DOWNLOAD_SPEED_TIME", DEFAULT_SPEED_TIME, "speed_time")))
     made = _MadeDirs(cache_home())
     try:
         with _exclusive(path, url, clock, made):
@@ -245,6 +262,7 @@ def _download(url: str, source_url: str, path: Path, expected: Optional[str], pr
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             raise _network_error(e, url, received, timeout, clock, hint) from e
         with response:
+            speed = clock.speed.start()
             total = response.headers.get("Content-Length")
             total = int(total) if total is not None and total.isdigit() else None
             sock = _socket_of(response)
@@ -272,6 +290,7 @@ def _download(url: str, source_url: str, path: Path, expected: Optional[str], pr
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    speed.check(received, url, hint)
         if total is not None and received != total:
             raise DownloadError(f"{url}: connection closed after {received} of {total} bytes.", hint, retry=True)
         actual = digest.hexdigest()
@@ -324,20 +343,35 @@ def _local_error(e: OSError, url: str, path: Path) -> DownloadError:
 
 def _seconds(value: Optional[float], env: str, default: float, name: str) -> float:
     """A positive number of seconds: `value`, else `$env`, else `default`."""
+    return _number(value, env, default, name, "seconds")
+
+
+def _number(value: Optional[float], env: str, default: float, name: str, unit: str, zero: bool = False) -> float:
+    """A positive (or, with `zero`, non-negative) finite number: `value`, else `$env`, else `default`; a bad value
+    is an error naming the argument or the variable."""
+    kind = "a non-negative" if zero else "a positive"
+
+    def ok(x):
+        return x >= 0 if zero else x > 0  # NaN fails both
+
     if value is not None:
-        if not value > 0:  # also rejects NaN
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        try:
+            good = ok(float(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ValueError(f"{name} must be {kind} number of {unit}, got {value!r}")
         return float(value)
     raw = os.environ.get(env, "").strip()
     if not raw:
         return default
     try:
-        seconds = float(raw)
+        number = float(raw)
     except ValueError:
-        seconds = math.nan
-    if not seconds > 0:
-        raise DownloadError(f"{env}={raw!r} is not a positive number of seconds.")
-    return seconds
+        number = math.nan
+    if not ok(number):
+        raise DownloadError(f"{env}={raw!r} is not {kind} number of {unit}.")
+    return number
 
 
 def _socket_of(response):
@@ -347,11 +381,12 @@ def _socket_of(response):
 
 
 class _Clock:
-    """The deadline of one fetch."""
+    """The deadline of one fetch, and its speed limit (None: none)."""
 
-    def __init__(self, budget: float):
+    def __init__(self, budget: float, speed: Optional["_SpeedLimit"] = None):
         self.budget = budget
         self.end = time.monotonic() + budget
+        self.speed = speed or _SpeedLimit(0, DEFAULT_SPEED_TIME)
 
     def remaining(self) -> float:
         return self.end - time.monotonic()
@@ -369,6 +404,42 @@ class _Clock:
         return DownloadTimeout(f"{url}: the download did not finish within its deadline of {self.budget:g} s "
                                f"({received} bytes received); the partial file was discarded (set "
                                f"VIT_TF_DOWNLOAD_DEADLINE for a slow connection).", hint)
+
+
+class _SpeedLimit:
+    """curl's --speed-limit / --speed-time for one fetch: `limit` bytes per second over a sliding `seconds` window."""
+
+    def __init__(self, limit: float, seconds: float):
+        self.limit, self.seconds = limit, seconds
+
+    def start(self) -> "_SpeedLimit._Transfer":
+        """Watch one transfer (each attempt starts afresh when its response arrives)."""
+        return self._Transfer(self)
+
+    class _Transfer:
+        def __init__(self, rule: "_SpeedLimit"):
+            self.rule = rule
+            self.samples = collections.deque([(time.monotonic(), 0)])  # (time, bytes received), oldest first
+
+        def check(self, received: int, url: str, hint: str) -> None:
+            """Record `received` bytes now; raise DownloadTooSlow when the last `seconds` brought too few."""
+            if not self.rule.limit:
+                return
+            now = time.monotonic()
+            self.samples.append((now, received))
+            # the newest sample at least `seconds` old is the start of the window; older ones are not needed
+            while len(self.samples) > 1 and now - self.samples[1][0] >= self.rule.seconds:
+                self.samples.popleft()
+            then, before = self.samples[0]
+            if now - then < self.rule.seconds:
+                return  # not yet a whole window since the transfer began
+            rate = (received - before) / (now - then)
+            if rate < self.rule.limit:
+                raise DownloadTooSlow(
+                    f"{url}: too slow, {rate:.0f} bytes/s over the last {now - then:.1f} s, below the limit of "
+                    f"{self.rule.limit:g} bytes/s over {self.rule.seconds:g} s ({received} bytes received); the "
+                    f"partial file was discarded (set VIT_TF_DOWNLOAD_SPEED_LIMIT lower, or 0 to turn the limit "
+                    f"off, or VIT_TF_DOWNLOAD_SPEED_TIME longer, for a slow connection).", hint)
 
 
 class _MadeDirs:
