@@ -22,6 +22,7 @@ from .heads import HeadResult, attention_entropy, head_ablation, head_importance
 from .heatmaps import (apply_mask, attention_grid, attention_mass_mask, colorize, display_images, normalize_map,
                        overlay, resize_maps, token_attention)
 from .images import iter_batches, list_images, load_image, prepare
+from .localisation import mask_auroc, pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from .norms import high_norm_tokens, norm_summary, token_norms
 from .probe import ProbeResult, imagenet_class_names, probe, top_k
 from .rollout import attention_rollout, discard_lowest, fuse_heads, rollout_matrix, rollout_stats
@@ -39,4 +40,5 @@ __all__ = [
     "list_images", "load_image", "mean_attention_distance", "normalize_map", "overlay", "patch_distance_matrix",
     "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "prepare",
     "probe", "resize_maps", "rollout_matrix", "rollout_stats", "token_attention", "top_k",
+    "mask_auroc", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy",
 ]
