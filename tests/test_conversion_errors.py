@@ -160,3 +160,45 @@ def test_without_torch_pth_asks_for_extra_and_other_formats_load(tmp_path, monke
     assert "blocks.1.mlp.fc2.weight" in load_checkpoint(model, tmp_path / "model.safetensors").loaded
     np.testing.assert_array_equal(model.get_layer("norm").beta.numpy(), sd["norm.bias"])
     assert "head.weight" in load_checkpoint(model, tmp_path / "model.npz").loaded
+
+
+def test_truncated_or_corrupt_keras_file_is_named(tmp_path):
+    """A converted directory (or a bare `.keras` file) whose model.keras was cut short or damaged is reported as a
+    truncated or corrupt .keras file with what to do, not as Keras's "File not found" about a file that exists."""
+    import json
+    import zipfile
+
+    model = vit_tf.create_model(DEIT_NAME, **TINY)
+    directory = tmp_path / "converted"
+    directory.mkdir()
+    model.save(directory / "model.keras")
+    (directory / "config.json").write_text(json.dumps({"name": DEIT_NAME, "config": model.config.to_dict(),
+                                                      "preprocessing": model.recipe.to_dict()}))
+    assert isinstance(vit_tf.load(directory), vit_tf.VisionTransformer)
+    full = (directory / "model.keras").read_bytes()
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes(full)
+    assert vit_tf.load(copy).config == model.config  # a bare .keras file opens too
+
+    (directory / "model.keras").write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt .keras file") as info:
+        vit_tf.load(directory)
+    message = str(info.value)
+    assert str(directory / "model.keras") in message and "vit-tf convert" in message and "--overwrite" in message
+    assert "File not found" not in message
+
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(full[:-100])  # only the end (the zip's directory) missing
+    with pytest.raises(ValueError, match=f"truncated or corrupt .keras file {cut}.*not a complete zip archive"):
+        vit_tf.load(cut)
+
+    with zipfile.ZipFile(copy) as archive:  # damage the weights inside an intact archive
+        info_h5 = archive.getinfo("model.weights.h5")
+    data = bytearray(full)
+    start = info_h5.header_offset + 30 + len(info_h5.filename) + len(info_h5.extra)
+    middle = start + info_h5.compress_size // 2
+    data[middle:middle + 16] = bytes(255 - b for b in data[middle:middle + 16])
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"truncated or corrupt .keras file .*'model.weights.h5' fails its CRC"):
+        vit_tf.load(damaged)

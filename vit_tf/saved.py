@@ -1,6 +1,8 @@
 """Open saved models — the one loading path for every saved artifact.
 
-- a directory written by `vit-tf convert` (`model.keras` + `config.json`) -> `VisionTransformer` with its `recipe`;
+- a directory written by `vit-tf convert` (`model.keras` + `config.json`), or a `.keras` file -> `VisionTransformer`
+  with its `recipe` (a truncated or corrupt `.keras` file is named as such);
+- a Hugging Face checkpoint directory -> `VisionTransformer` running as transformers does (`vit_tf.hf.from_hf`);
 - any SavedModel directory, or a `.zip` holding one (ours, or the keras.io example "Investigating Vision
   Transformer representations" (sayakpaul/probing-vits), whose models return `[logits, {"transformer_block_{i}_att":
   ...}]`) -> `SavedModel`;
@@ -52,7 +54,8 @@ def load(path_or_handle):
     """Open a saved model; see `vit_tf.load`.
 
     Args:
-        path_or_handle: a directory written by `vit-tf convert`; a Hugging Face checkpoint directory (config.json
+        path_or_handle: a directory written by `vit-tf convert`, or a `.keras` file of a `VisionTransformer`; a
+            Hugging Face checkpoint directory (config.json
             with a `model_type`, and model.safetensors or pytorch_model.bin: `vit_tf.hf.from_hf`, which runs as
             transformers does, its position interpolation included); a SavedModel directory; a `.zip` holding one; a
             Google Drive file id or link (`gdrive:<id>` forces that reading); a TF-Hub handle (`https://tfhub.dev/...`,
@@ -73,6 +76,8 @@ def load(path_or_handle):
         if is_converted_dir(handle):
             return load_converted(handle)
         return SavedModel(find_saved_model(Path(handle)))
+    if handle.lower().endswith(".keras") and (os.path.isfile(handle) or not os.path.exists(handle)):
+        return load_keras_file(handle)
     if os.path.isfile(handle):
         if zipfile.is_zipfile(handle):
             return SavedModel(find_saved_model(extract_zip(Path(handle))))
@@ -127,12 +132,8 @@ def load_converted(directory) -> "object":
     """`DIR/model.keras` of `vit-tf convert` -> `VisionTransformer` whose `recipe` is the one in `DIR/config.json`.
 
     The architecture in `config.json` must be the one in `model.keras`; otherwise the directory was assembled from
-    two conversions and is refused.
+    two conversions and is refused; a truncated or corrupt `model.keras` is named as such (`load_keras_file`).
     """
-    import keras
-
-    from .model import VisionTransformer
-
     from .hf import is_hf_dir
 
     directory = os.fspath(directory)
@@ -147,12 +148,7 @@ def load_converted(directory) -> "object":
     if "preprocessing" not in info:
         raise ValueError(f"{config_path} lacks the 'preprocessing' recipe; run `vit-tf convert` again")
     recipe = recipe_from_dict(info["preprocessing"], config_path)
-    try:
-        model = keras.saving.load_model(keras_path, compile=False)
-    except Exception as e:  # Keras raises ValueError, OSError, zipfile and h5py errors for broken files
-        raise ValueError(f"{keras_path} could not be loaded: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-    if not isinstance(model, VisionTransformer):
-        raise ValueError(f"{keras_path} holds a {type(model).__name__}, not a vit_tf VisionTransformer")
+    model = load_keras_file(keras_path, again=f"run `vit-tf convert ... --output {directory} --overwrite` again")
     expected = info.get("config")
     if expected is not None and expected != model.config.to_dict():
         diff = sorted(k for k in set(expected) | set(model.config.to_dict())
@@ -162,6 +158,48 @@ def load_converted(directory) -> "object":
     model.recipe = recipe
     model.weight_name = info.get("name", model.weight_name)
     return model
+
+
+def load_keras_file(path, again: str = "copy or save it again") -> "object":
+    """A `.keras` file -> the `VisionTransformer` it holds.
+
+    A `.keras` file is a zip archive. One that is cut short (its central directory, at the end, is gone) or whose
+    entries fail their CRC check is reported as "truncated or corrupt .keras file <path>" with `again` (what to do),
+    rather than Keras's own "File not found" about a file that exists. The CRCs are checked before Keras reads the
+    file (one pass over it): h5py reads the weights out of the archive by seeking, which may never reach the end of
+    the entry where zipfile checks its CRC, so damaged weights could otherwise load without an error.
+    Raises FileNotFoundError for a missing file, ValueError otherwise.
+    """
+    import keras
+
+    from .model import VisionTransformer
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f".keras file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"truncated or corrupt .keras file {path} ({os.path.getsize(path)} bytes): it is not a "
+                         f"complete zip archive, which a .keras file is (a copy or download cut short?); {again}")
+    damaged = _damaged_entry(path)
+    if damaged is not None:
+        raise ValueError(f"truncated or corrupt .keras file {path}: {damaged}; {again}")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile and h5py errors for broken files
+        raise ValueError(f"{path} could not be loaded: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a vit_tf VisionTransformer")
+    return model
+
+
+def _damaged_entry(path: str) -> Optional[str]:
+    """What is broken in a zip archive (an entry failing its CRC, unreadable data), or None when it reads whole."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        return f"its zip data cannot be read ({type(e).__name__}: {e})"
+    return None if bad is None else f"entry {bad!r} fails its CRC check"
 
 
 # -- zip archives -----------------------------------------------------------------------------------------------------
