@@ -8,6 +8,10 @@ import argparse
 import csv
 import json
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +150,56 @@ def test_faithfulness_errors(tmp_path, distilled_dir):
         run_command(faithfulness_command, ["faithfulness", data, "--model", "vit_small_patch14_dinov2.lvd142m",
                                            "--random-weights", "--method", "rollout", "--out", tmp_path / "o"])
     assert not (tmp_path / "o").exists()
+
+
+def test_faithfulness_classes_outside_the_model_exit_2(tmp_path, distilled_dir, capsys):
+    """Six class folders for a model of five classes: class 5 is refused before any image is scored, in one line
+    naming the class and the number of classes, exit status 2."""
+    from vit_tf.cli import main
+
+    data = tmp_path / "data"
+    for c in range(6):
+        os.makedirs(data / f"class_{c}")
+        write_image(data / f"class_{c}" / "a.png", (40, 36), seed=c)
+    out = tmp_path / "out"
+    assert main(["faithfulness", str(data), "--model", distilled_dir, "--method", "rollout", "--metrics",
+                 "deletion", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("class 5 (folder 'class_5') is out of range for tiny_deit, which has 5 classes (0..4)")
+    assert not any("Traceback" in line for line in err) and not out.exists()
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from vit_tf.cli import main
+    data, model, out = sys.argv[1:4]
+    common = ["faithfulness", data, "--model", model, "--method", "gae", "--metrics",
+              "perturbation,tokens,deletion,road", "--batch-size", "4", "--internal-batch-size", "5", "--dpi", "40"]
+    assert main(common + ["--out", out + "/one"]) == 0
+    assert main(common + ["--out", out + "/two", "--strategy", "mirrored"]) == 0
+    print("REPLICAS", json.load(open(out + "/two/faithfulness.json"))["replicas"])
+""")
+
+
+def test_faithfulness_mirrored_on_two_logical_cpus_equals_one_device(tmp_path, distilled_dir):
+    """`--strategy mirrored` over two logical CPUs splits every forward call of variants (5 per call: 2 + 3) over
+    both replicas (painted pixels, dropped tokens, ROAD's host-imputed inputs; insertion and SaCo use the painted
+    path too) and writes the single-device table: accuracy AUCs equal, deletion AUCs within 2e-6 (6 decimals
+    written)."""
+    data = labelled_folder(tmp_path / "data", per_class=2)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    run = subprocess.run([sys.executable, "-c", MIRRORED, str(data), distilled_dir, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "REPLICAS 2" in run.stdout
+    one, two = [list(csv.reader(open(tmp_path / name / "faithfulness.csv"))) for name in ("one", "two")]
+    assert len(one) == len(two) == 2 + 2 * 7 and [r[:3] + r[4:] for r in one] == [r[:3] + r[4:] for r in two]
+    for a, b in zip(one[1:], two[1:]):
+        if a[2].endswith("pixels_auc") or a[2].endswith("tokens_auc") or a[2].startswith("road") or a[0] == "model":
+            assert a[3] == b[3], (a, b)
+        else:
+            assert abs(float(a[3]) - float(b[3])) <= 2e-6, (a, b)

@@ -161,6 +161,20 @@ class Forwards:
         self.strategy = strategy
         self.images = 0
 
+    def _compiled(self, name: str, build):
+        """The compiled function of `build` on the model; with a strategy, one that runs it on every replica and
+        gathers the outputs in replica order, traced as a whole (an eager `strategy.gather` would retrace per
+        call)."""
+        if self.strategy is None:
+            return compiled(self.model, name, build)
+        strategy, inner = self.strategy, compiled(self.model, name, build)
+
+        def build_distributed(model):
+            def fn(*args):
+                return strategy.gather(strategy.run(inner, args=args), axis=0)
+            return fn
+        return compiled(self.model, name + "/distributed", build_distributed)
+
     def _run(self, fn, shared, count: int, make, arity: int) -> np.ndarray:
         """`fn(*shared, *make(start, stop))` over variants 0..count in chunks -> float64 (count, classes)."""
         import tensorflow as tf
@@ -185,7 +199,7 @@ class Forwards:
 
                 split = [self.strategy.experimental_distribute_values_from_function(functools.partial(value, j=j))
                          for j in range(arity)]
-                out = self.strategy.gather(self.strategy.run(fn, args=(*shared, *split)), axis=0)
+                out = fn(*shared, *split)
             outputs.append(np.asarray(out, np.float64))
             self.images += stop - start
         return np.concatenate(outputs)
@@ -198,7 +212,7 @@ class Forwards:
         shared = (tf.constant(np.asarray(images, np.float32)), tf.constant(np.asarray(substrate, np.float32)),
                   tf.constant(np.asarray(ranks, np.int32)))
         split = [np.asarray(a, np.int32) for a in (index, lo, hi)]
-        return self._run(compiled(self.model, "faithfulness/painted", _build_painted), shared, len(split[0]),
+        return self._run(self._compiled("faithfulness/painted", _build_painted), shared, len(split[0]),
                          lambda a, b: [s[a:b] for s in split], 3)
 
     def tokens(self, images, ranks, index, lo, hi) -> np.ndarray:
@@ -208,7 +222,7 @@ class Forwards:
 
         check_token_head(self.model)
         index, lo, hi = (np.asarray(a, np.int32) for a in (index, lo, hi))
-        fn = compiled(self.model, "faithfulness/tokens", _build_tokens)
+        fn = self._compiled("faithfulness/tokens", _build_tokens)
         x, r = tf.constant(np.asarray(images, np.float32)), tf.constant(np.asarray(ranks, np.int32))
         n = np.asarray(ranks).shape[1]
         kept = n - (hi - lo)
@@ -226,4 +240,4 @@ class Forwards:
     def inputs(self, count: int, make) -> np.ndarray:
         """`count` variants whose inputs `make(start, stop)` builds on the host ((stop - start, H, W, 3)) -> float64
         logits (count, classes)."""
-        return self._run(logits_function(self.model), (), count, lambda a, b: [np.asarray(make(a, b), np.float32)], 1)
+        return self._run(self._compiled("faithfulness/inputs", lambda model: logits_function(model)), (), count, lambda a, b: [np.asarray(make(a, b), np.float32)], 1)
