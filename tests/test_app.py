@@ -297,6 +297,28 @@ def test_bad_uploads_give_messages(server, client, tmp_path):
     assert "has class" in info["error"]
 
 
+def test_every_api_default_is_valid_for_the_default_model(server, tmp_path):
+    """Called with nothing but its advertised defaults, after a run has bounded the session's fields by the model's
+    depth (where a default of the deepest registry model's last block failed), every endpoint with settings of its
+    own answers for the page's default model (a 2-block model here): the block fields default to -1, the last
+    block of any model."""
+    from gradio_client import Client
+
+    demo, url = server
+    endpoints = demo.get_api_info()["named_endpoints"]
+    for name in ("/heatmaps", "/masks", "/patch", "/downloads"):
+        block = next(p for p in endpoints[name]["parameters"] if p["parameter_name"] == "block")
+        assert block["parameter_default"] == -1, (name, block)
+    fresh = Client(url, verbose=False, download_files=str(tmp_path))
+    for name in ("/analyze", "/heatmaps", "/masks", "/rollout", "/grid", "/patch", "/explain"):
+        started = time.perf_counter()
+        info = fresh.submit(api_name=name).result(timeout=TIMEOUT)[-1]
+        print(name, time.perf_counter() - started)
+        assert "error" not in info, (name, info)
+        if name in ("/heatmaps", "/masks", "/patch"):
+            assert info["block"] == 1  # the last of the default model's 2 blocks
+
+
 def test_random_weights_say_so(client):
     import keras
 
@@ -373,6 +395,71 @@ def test_model_loaded_once_and_forward_pass_cached(models, monkeypatch):
     ex.close()
 
 
+def test_lru_cache_forgets_the_least_recently_used():
+    from vit_tf.app import LRUCache
+
+    forgotten = []
+    cache = LRUCache(2, on_evict=lambda k, v: forgotten.append((k, v)))
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent: "b" goes first
+    cache.put("c", 3)
+    assert forgotten == [("b", 2)] and "b" not in cache and cache.get("b") is None and len(cache) == 2
+    for i in range(100):
+        cache.put(i, i)
+    assert len(cache) == 2 and [k for k, _ in cache.items()] == [98, 99] and len(forgotten) == 101
+    assert cache.pop_oldest() == (98, 98) and cache.remove(lambda k, v: v == 99) == 1 and len(cache) == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        LRUCache(0)
+
+
+def test_explorer_caches_are_bounded(models, tmp_path, monkeypatch):
+    """Past `max_models` / `max_images`, the least recently used model (with its forward passes) and upload digest
+    are forgotten, and nothing keeps them alive: the explorer's memory does not grow with use."""
+    import gc
+    import weakref
+
+    from vit_tf.app import UPLOAD, Explorer
+
+    ex = Explorer([(LABELS[k], m) for k, m in models.items()], max_models=2, max_images=2)
+    loads = []
+    original_load = Explorer._load
+    monkeypatch.setattr(Explorer, "_load", lambda self, spec: loads.append(spec.name) or original_load(self, spec))
+    plain = ex.run(*fields(LABELS["plain"]))
+    forgotten = weakref.ref(plain.model)
+    ex.run(*fields(LABELS["distilled"]))
+    ex.run(*fields(LABELS["plain"]))  # cached: "plain" becomes the most recent model, "distilled" the least
+    ex.run(*fields(LABELS["registers"]))
+    assert [s.name for s, _ in ex._models.items()] == [LABELS["plain"], LABELS["registers"]]
+    assert {key[0].name for key, _ in ex._runs.items()} == {LABELS["plain"], LABELS["registers"]}
+    ex.run(*fields(LABELS["distilled"]))  # forgotten, so loaded again; "plain" goes with its forward pass
+    assert loads == [LABELS["plain"], LABELS["distilled"], LABELS["registers"], LABELS["distilled"]]
+    assert len(ex._models) == 2 and len(ex._runs) == 2
+    del plain
+    gc.collect()
+    assert forgotten() is None  # the forgotten model's compiled forward pass is freed
+    paths = [write_image(tmp_path / f"{i}.png", (40, 36), seed=i) for i in range(5)]
+    for path in paths:
+        ex.run(*fields(LABELS["registers"], UPLOAD, path))
+    assert len(ex._digests) == 2 and len(ex._runs) == 2 and len(ex._models) == 2
+    ex.close()
+
+
+def test_without_local_paths_the_page_opens_only_what_it_was_given(models, tmp_path):
+    from vit_tf.app import Explorer, InputError
+
+    folder = write_converted_dir(tmp_path / "converted", models["plain"])
+    ex = Explorer([folder, ("tiny", models["plain"])], local_paths=False)
+    assert ex.spec(folder).name == folder and ex.spec("tiny").name == "tiny"  # listed at start: allowed
+    assert ex.spec("vit_tiny_patch16_224.augreg_in21k_ft_in1k").checkpoint is None  # registry names: allowed
+    for name in (str(tmp_path), "./converted", "~/models", "../x"):
+        with pytest.raises(InputError, match="opens no folders"):
+            ex.spec(name)
+    with pytest.raises(InputError, match="opens no checkpoint files"):
+        ex.spec("vit_tiny_patch16_224", checkpoint=str(tmp_path / "w.pth"))
+    ex.close()
+
+
 def test_click_picks_the_patch_under_the_pointer(models):
     from vit_tf.app import Explorer, Handlers, patch_at
 
@@ -427,11 +514,14 @@ def test_command_serves_on_loopback_by_default(monkeypatch):
     assert args.host == "127.0.0.1" and args.port is None and args.model is None
     command.check(args)
     served = {}
-    monkeypatch.setattr(vit_tf.app, "serve", lambda demo, host, port: served.update(demo=demo, host=host, port=port))
+    monkeypatch.setattr(vit_tf.app, "serve", lambda demo, host, port, share: served.update(
+        demo=demo, host=host, port=port, share=share))
     assert args.func(args) == 0
-    assert served["host"] == "127.0.0.1" and served["port"] is None
-    assert served["demo"].explorer.default_model == vit_tf.app.DEFAULT_MODEL
-    served["demo"].explorer.close()
+    assert served["host"] == "127.0.0.1" and served["port"] is None and served["share"] is False
+    ex = served["demo"].explorer
+    assert ex.default_model == vit_tf.app.DEFAULT_MODEL and ex.local_paths
+    assert (ex._models.size, ex._runs.size, ex._digests.size) == (2, 32, 32)
+    ex.close()
 
     args = parse("--model", "deit_tiny_patch16_224", "--random-weights", "--seed", "4", "--port", "7999",
                  "--host", "0.0.0.0")
@@ -440,6 +530,14 @@ def test_command_serves_on_loopback_by_default(monkeypatch):
     ex = served["demo"].explorer
     assert (served["host"], served["port"]) == ("0.0.0.0", 7999)
     assert ex.default_model == "deit_tiny_patch16_224" and ex.random_weights and ex.seed == 4
+    ex.close()
+
+    args = parse("--share", "--max-models", "1", "--max-images", "5")
+    command.check(args)
+    assert args.func(args) == 0
+    ex = served["demo"].explorer
+    assert served["share"] is True and not ex.local_paths  # a public link opens no paths on this machine
+    assert (ex._models.size, ex._runs.size, ex._digests.size) == (1, 5, 5)
     ex.close()
 
 
@@ -465,9 +563,25 @@ def test_space_entry_builds_the_same_app():
     demo = runpy.run_path(os.path.join(root, "app.py"))["demo"]  # not __main__: built, not launched
     try:
         assert demo.explorer.default_model == "deit_small_distilled_patch16_224.fb_in1k"
-        assert {"/analyze", "/heatmaps", "/patch", "/downloads"} <= set(demo.get_api_info()["named_endpoints"])
+        assert not demo.explorer.local_paths  # public: no paths on the server
+        assert {"/analyze", "/heatmaps", "/patch", "/explain", "/downloads"} <= set(
+            demo.get_api_info()["named_endpoints"])
     finally:
         demo.explorer.close()
+
+
+def test_space_settings_come_from_its_variables():
+    from vit_tf.app import space_app
+
+    demo = space_app({"VIT_TF_APP_MODELS": " vit_tiny_patch16_224 , deit_tiny_patch16_224",
+                      "VIT_TF_APP_MAX_MODELS": "1", "VIT_TF_APP_MAX_IMAGES": "4"})
+    ex = demo.explorer
+    assert ex.default_model == "vit_tiny_patch16_224" and ex.model_names[:2] == ["vit_tiny_patch16_224",
+                                                                                  "deit_tiny_patch16_224"]
+    assert (ex._models.size, ex._runs.size) == (1, 4) and not ex.local_paths
+    ex.close()
+    with pytest.raises(ValueError, match=r"\$VIT_TF_APP_MAX_IMAGES must be a whole number of at least 1, got '0'"):
+        space_app({"VIT_TF_APP_MAX_IMAGES": "0"})
 
 
 # -- a real browser --------------------------------------------------------------------------------------------------

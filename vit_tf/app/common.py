@@ -11,6 +11,8 @@ DEFAULT_MODEL = "deit_small_distilled_patch16_224.fb_in1k"  # small, classifies,
 MAX_UPLOAD_BYTES = 50 * 2 ** 20
 MAX_FILE_SIZE = "50mb"  # the same limit for Gradio's upload route
 MAX_PIXELS = 50_000_000  # decoded pixels; more is refused with a message (decompression bombs, memory)
+MAX_MODELS = 2  # models kept loaded: a ViT-B/16 holds some 350 MB, a ViT-L/14 about 1.2 GB
+MAX_IMAGES = 32  # forward passes kept and upload digests remembered
 CACHE_BYTES = 1 << 30  # forward passes kept (attention arrays); the latest one is always kept
 PICTURE_SIDES = (192, 448)  # pictures are scaled so that their longer side falls in this range
 MASK_KEEP = 0.6
@@ -44,5 +46,6 @@ def whole(value, what: str) -> int:
     return int(f)
 
 
-__all__ = ["ASPECT", "CACHE_BYTES", "CROP", "DEFAULT_MODEL", "InputError", "MASK_KEEP", "MAX_FILE_SIZE", "MAX_PIXELS",
-           "MAX_UPLOAD_BYTES", "PICTURE_SIDES", "RESIZE_MODES", "SAMPLES", "UPLOAD", "describe_error", "whole"]
+__all__ = ["ASPECT", "CACHE_BYTES", "CROP", "DEFAULT_MODEL", "InputError", "MASK_KEEP", "MAX_FILE_SIZE", "MAX_IMAGES",
+           "MAX_MODELS", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "PICTURE_SIDES", "RESIZE_MODES", "SAMPLES", "UPLOAD",
+           "describe_error", "whole"]

@@ -1,5 +1,6 @@
 """The explorer: loads each model once (`vit_tf.loading`) and runs each (model, image, resize mode) once, keeping
-the forward passes in a bounded cache; the page's fields come in, `Run`s go out. It also writes the downloads."""
+models, forward passes and upload digests in bounded least-recently-used caches (a hosted app's memory stays flat);
+the page's fields come in, `Run`s go out. It also writes the downloads."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import numpy as np
 from ..analysis import probe, top_k
 from ..analysis.sources import KerasSource
 from ..loading import RANDOM_WEIGHTS, Fields
-from .common import (CACHE_BYTES, CROP, DEFAULT_MODEL, MASK_KEEP, MAX_PIXELS, MAX_UPLOAD_BYTES, SAMPLES, UPLOAD,
-                     InputError, whole)
+from .cache import LRUCache
+from .common import (CACHE_BYTES, CROP, DEFAULT_MODEL, MASK_KEEP, MAX_IMAGES, MAX_MODELS, MAX_PIXELS, MAX_UPLOAD_BYTES,
+                     SAMPLES, UPLOAD, InputError, whole)
 from .images import model_input, picture_scale, sample_image, scale_picture
 from .run import LoadedModel, ModelSpec, Run, compiled_forward
 from .views import patch_view
@@ -27,6 +29,12 @@ from .views import patch_view
 PAGE_FIELDS = Fields(model="model", checkpoint="a checkpoint", random_weights=f"'{RANDOM_WEIGHTS}'",
                      offline=f"tick '{RANDOM_WEIGHTS}' for a smoke test, give a local checkpoint, or a directory "
                              f"written by `vit-tf convert`")
+
+
+def _is_path(name: str) -> bool:
+    """Whether a model field names a place on disk rather than a registry name (which has no separators and does
+    not start with a dot)."""
+    return "/" in name or "\\" in name or name.startswith((".", "~")) or os.path.exists(name)
 
 
 class _RunSource(KerasSource):
@@ -50,12 +58,17 @@ class Explorer:
         checkpoint: default local checkpoint for a registry name.
         random_weights, seed: default of the random-weights tick (offline smoke test) and its seed.
         max_pixels: decoded pixels allowed per image; max_upload_bytes: bytes allowed per upload.
+        local_paths: whether the page may name folders and checkpoint files on this machine; off for a public
+            app (a Space, a share link), where only `models`, `checkpoint` and registry names are opened.
+        max_models: models kept loaded (least recently used first out, with their forward passes).
+        max_images: forward passes (model, image, resize mode) kept, and upload digests remembered.
         cache_bytes: memory for cached forward passes (the latest is always kept).
     """
 
     def __init__(self, models: Sequence[Union[str, object]] = (), *, checkpoint: Optional[str] = None,
                  random_weights: bool = False, seed: int = 0, max_pixels: Optional[int] = MAX_PIXELS,
-                 max_upload_bytes: int = MAX_UPLOAD_BYTES, cache_bytes: int = CACHE_BYTES):
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, local_paths: bool = True, max_models: int = MAX_MODELS,
+                 max_images: int = MAX_IMAGES, cache_bytes: int = CACHE_BYTES):
         self.objects: Dict[str, object] = {}
         names = []
         for m in models:
@@ -71,12 +84,15 @@ class Explorer:
         self.default_model = names[0] if names else DEFAULT_MODEL
         self.model_names = list(dict.fromkeys(names + [DEFAULT_MODEL] + self._registry()))
         self.checkpoint, self.random_weights, self.seed = checkpoint, random_weights, seed
+        self.local_paths, self._listed = bool(local_paths), set(names)
         self.max_pixels, self.max_upload_bytes, self.cache_bytes = max_pixels, max_upload_bytes, cache_bytes
-        self._models: Dict[ModelSpec, LoadedModel] = {}
-        self._runs: "collections.OrderedDict[tuple, Run]" = collections.OrderedDict()
-        self._samples: Dict[str, np.ndarray] = {}
-        self._digests: Dict[tuple, str] = {}
-        self._load_lock, self._run_lock, self._compute_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        # Bounded: spec -> LoadedModel; (spec, image key, mode) -> Run; upload identity -> digest. A model that
+        # leaves takes its forward passes with it, so no Run keeps a forgotten model alive.
+        self._models = LRUCache(max_models, on_evict=self._forget_runs)
+        self._runs = LRUCache(max_images)
+        self._digests = LRUCache(max_images)
+        self._samples: Dict[str, np.ndarray] = {}  # at most len(SAMPLES) small photos
+        self._load_lock, self._compute_lock = threading.Lock(), threading.Lock()
         self._downloads: Optional[str] = None  # made on the first download, removed by close()
         self._download_dirs: collections.deque = collections.deque()
 
@@ -101,14 +117,24 @@ class Explorer:
         seed = self.seed if seed is None else whole(seed, "seed")
         if name in self.objects:  # a given object runs with its own weights
             return ModelSpec(name)
+        if not self.local_paths:
+            if checkpoint not in (None, self.checkpoint):
+                raise InputError("this app opens no checkpoint files: pick a model from the list")
+            if name not in self._listed and _is_path(name):
+                raise InputError(f"{name}: this app opens no folders; pick a registry name or a listed model")
         return ModelSpec(name, checkpoint, random_weights, seed if random_weights else 0)
 
     def load(self, spec: ModelSpec) -> LoadedModel:
-        """The model of `spec`, loaded on first use and kept."""
+        """The model of `spec`, loaded on first use and kept (the `max_models` most recently used are)."""
         with self._load_lock:  # one load at a time: models are large, and random weights use the global seed
-            if spec not in self._models:
-                self._models[spec] = self._load(spec)
-            return self._models[spec]
+            loaded = self._models.get(spec)
+            if loaded is None:
+                loaded = self._load(spec)
+                self._models.put(spec, loaded)
+            return loaded
+
+    def _forget_runs(self, spec: ModelSpec, loaded: LoadedModel):
+        self._runs.remove(lambda key, run: key[0] == spec)
 
     def _load(self, spec: ModelSpec) -> LoadedModel:
         from ..loading import is_random, load_model_for_analysis
@@ -148,9 +174,11 @@ class Explorer:
 
         # Every view names the upload again: its digest is remembered by file identity, so it is read once here.
         identity = (path, stat.st_size, stat.st_mtime_ns)
-        if identity not in self._digests:
-            self._digests[identity] = hashlib.sha1(read()).hexdigest()
-        return f"upload:{self._digests[identity]}", name, read
+        digest = self._digests.get(identity)
+        if digest is None:
+            digest = hashlib.sha1(read()).hexdigest()
+            self._digests.put(identity, digest)
+        return f"upload:{digest}", name, read
 
     # -- forward passes ------------------------------------------------------------------------------------------
     def run(self, source: str, upload=None, model=None, checkpoint=None, random_weights=None, mode: str = CROP,
@@ -159,15 +187,13 @@ class Explorer:
         spec = self.spec(model, checkpoint, random_weights, seed)
         key_image, name, image = self.image(source, upload)
         key = (spec, key_image, mode)
-        with self._run_lock:
-            if key in self._runs:
-                self._runs.move_to_end(key)
-                return self._runs[key]
+        run = self._runs.get(key)
+        if run is not None:
+            self._models.get(spec)  # a model in use is a recent one
+            return run
         with self._compute_lock:  # views that arrive together with a new run wait for it instead of redoing it
-            with self._run_lock:
-                if key in self._runs:
-                    return self._runs[key]
-            return self._compute(key, spec, name, image, mode)
+            run = self._runs.get(key)
+            return run if run is not None else self._compute(key, spec, name, image, mode)
 
     def _compute(self, key, spec: ModelSpec, name: str, image, mode: str) -> Run:
         loaded = self.load(spec)
@@ -178,10 +204,10 @@ class Explorer:
         scale = picture_scale(shown.shape)
         run = Run(loaded, name, mode, x, shown, scale_picture(shown, scale), scale, outputs, attention,
                   None if logits is None else top_k(logits, 5)[0])
-        with self._run_lock:
-            self._runs[key] = run
-            while len(self._runs) > 1 and sum(r.nbytes for r in self._runs.values()) > self.cache_bytes:
-                self._runs.popitem(last=False)
+        if spec in self._models:  # (a model forgotten meanwhile keeps no forward pass)
+            self._runs.put(key, run)
+            while len(self._runs) > 1 and sum(r.nbytes for _, r in self._runs.items()) > self.cache_bytes:
+                self._runs.pop_oldest()
         return run
 
     # -- downloads -----------------------------------------------------------------------------------------------

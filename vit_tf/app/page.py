@@ -17,6 +17,7 @@ from .views import (EXPLAIN_STEPS, distance_view, explain_view, grid_view, heatm
                     patch_view, rollout_view)
 
 logger = logging.getLogger(__name__)
+LAST = -1  # the block fields' default: the last block of whichever model runs
 
 
 def import_gradio():
@@ -71,12 +72,13 @@ def _reported(n_outputs: int):
 class Handlers:
     """The page's event handlers over an `Explorer`, callable without a server (tests, benchmarks): the fields'
     values in, the components' values out (pictures as uint8 arrays, numbers as JSON-ready dicts). Each is an API
-    endpoint of the same name; a failure returns {"error": message} as its last output."""
+    endpoint of the same name; a failure returns {"error": message} as its last output. Every argument defaults to
+    the page's initial value (the first sample, the default model, block -1: the last)."""
 
     def __init__(self, explorer: Explorer):
         self.explorer = explorer
 
-    def analyze(self, source, upload, model, checkpoint, random_weights, mode):
+    def analyze(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP):
         """-> input picture, top-5 {label: probability} (None without a classifier), model description, status,
         updates of the block, start-block, token, row and column fields, run summary."""
         gr = import_gradio()
@@ -92,45 +94,50 @@ class Handlers:
         tokens = list(run.tokens)
         label = None if run.predictions is None else {p["label"]: p["probability"] for p in run.predictions}
         return (input_picture(run), label, model_markdown(run), "",
-                gr.update(maximum=run.depth - 1, value=run.depth - 1), gr.update(maximum=run.depth - 1, value=0),
+                gr.update(maximum=run.depth - 1, value=LAST), gr.update(maximum=run.depth - 1, value=0),
                 gr.update(choices=tokens, value=tokens[0]), gr.update(maximum=gh - 1, value=gh // 2),
                 gr.update(maximum=gw - 1, value=gw // 2), run.summary())
 
     @_reported(2)
-    def heatmaps(self, source, upload, model, checkpoint, random_weights, mode, block, token):
+    def heatmaps(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None,
+                 mode=CROP, block=LAST, token="class"):
         v = heatmap_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), block, token)
         return v.picture, v.info
 
     @_reported(2)
-    def masks(self, source, upload, model, checkpoint, random_weights, mode, block, token, keep):
+    def masks(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
+              block=LAST, token="class", keep=MASK_KEEP):
         v = mask_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), block, token, keep)
         return v.picture, v.info
 
     @_reported(2)
-    def rollout(self, source, upload, model, checkpoint, random_weights, mode, token, head_fusion, discard_ratio,
-                start_block):
+    def rollout(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
+                token="class", head_fusion="mean", discard_ratio=0.0, start_block=0):
         run = self.explorer.run(source, upload, model, checkpoint, random_weights, mode)
         v = rollout_view(run, token, head_fusion, discard_ratio, start_block)
         return v.picture, v.info
 
     @_reported(2)
-    def explain(self, source, upload, model, checkpoint, random_weights, mode, method, target, scores):
+    def explain(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
+                method="gae", target="", scores=True):
         v = explain_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), method, target,
                          bool(scores))
         return v.picture, v.info
 
     @_reported(2)
-    def grid(self, source, upload, model, checkpoint, random_weights, mode, token):
+    def grid(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
+             token="class"):
         v = grid_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), token)
         return v.picture, v.info
 
     @_reported(2)
-    def distance(self, source, upload, model, checkpoint, random_weights, mode):
+    def distance(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP):
         v = distance_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode))
         return v.picture, v.info
 
     @_reported(3)
-    def patch(self, source, upload, model, checkpoint, random_weights, mode, block, row, col):
+    def patch(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
+              block=LAST, row=0, col=0):
         """-> input picture with the patch outlined, every head's map of the patch, numbers."""
         run = self.explorer.run(source, upload, model, checkpoint, random_weights, mode)
         v = patch_view(run, block, row, col)
@@ -147,8 +154,9 @@ class Handlers:
         return patch_at(x, y, run.patch_size * run.scale, run.grid_size)
 
     @_reported(2)
-    def downloads(self, source, upload, model, checkpoint, random_weights, mode, block, token, head_fusion,
-                  discard_ratio, start_block, keep, row, col):
+    def downloads(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
+                  block=LAST, token="class", head_fusion="mean", discard_ratio=0.0, start_block=0, keep=MASK_KEEP,
+                  row=0, col=0):
         """-> [summary.json, the figures as PNG], {"files": names}."""
         run = self.explorer.run(source, upload, model, checkpoint, random_weights, mode)
         paths = self.explorer.downloads(run, block=block, token=token, head_fusion=head_fusion,
@@ -194,7 +202,9 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
     gr = import_gradio()
     ex = explorer or Explorer(models, **explorer_kwargs)
     h = Handlers(ex)
-    depth = _deepest_registry_model()  # until a model has run, any block index of any model passes the fields
+    # Block fields run from -1 (the last block, valid for every model: the API's default) to the deepest registry
+    # model's last block until a model has run; the views check the index against the model that ran.
+    depth = _deepest_registry_model()
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## {title}\nPick a sample photo or upload one and choose a model; click a patch of the "
@@ -205,10 +215,11 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
                 upload = gr.File(label="Upload a photo", file_types=["image"], type="filepath", elem_id="upload",
                                  height=120)
                 model = gr.Dropdown(ex.model_names, value=ex.default_model, allow_custom_value=True,
-                                    label="Model: registry name or `vit-tf convert` folder", elem_id="model")
+                                    label="Model: registry name" + (" or `vit-tf convert` folder" if ex.local_paths
+                                                                    else ""), elem_id="model")
                 checkpoint = gr.Textbox(ex.checkpoint or "", label="Local checkpoint (optional, for a registry name)",
                                         placeholder=".npz, .pth or .safetensors path; Enter to load",
-                                        elem_id="checkpoint")
+                                        elem_id="checkpoint", visible=ex.local_paths)
                 random_weights = gr.Checkbox(ex.random_weights, label="Random weights (offline smoke test)",
                                              elem_id="random-weights")
                 mode = gr.Radio(list(RESIZE_MODES), value=CROP, label="Resize", elem_id="mode")
@@ -224,7 +235,7 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
                 patch_picture = gr.Image(format="png", interactive=False, show_label=False, elem_id="patch-image",
                                          buttons=["download", "fullscreen"])
         with gr.Row():
-            block = gr.Slider(0, depth - 1, value=depth - 1, step=1, label="Block (heads, masks, patch)",
+            block = gr.Slider(LAST, depth - 1, value=LAST, step=1, label="Block (heads, masks, patch; -1: the last)",
                               elem_id="block")
             token = gr.Dropdown(["class"], value="class", allow_custom_value=True,
                                 label="Token (heads, masks, rollout, grid)", elem_id="token")
@@ -240,7 +251,7 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
                 with gr.Row():
                     head_fusion = gr.Radio(list(HEAD_FUSIONS), value="mean", label="Head fusion")
                     discard_ratio = gr.Slider(0.0, 0.99, value=0.0, step=0.01, label="Discard ratio")
-                    start_block = gr.Slider(0, depth - 1, value=0, step=1, label="Start block")
+                    start_block = gr.Slider(LAST, depth - 1, value=0, step=1, label="Start block (-1: the last)")
                 rollout_out = gr.Image(format="png", interactive=False, show_label=False, elem_id="rollout-image")
             with gr.Tab("Block x head grid"):
                 grid_out = gr.Image(format="png", interactive=False, show_label=False, elem_id="grid-image")
