@@ -727,12 +727,42 @@ def test_explanation_view_matches_the_library(models):
     assert info["deletion_auc"] == pytest.approx(float(game["auc"][0]), abs=1e-9)
     assert 0.0 <= info["insertion_auc"] <= 1.0 and info["steps"] == len(game["scores"][0]) - 1
     _, other = h.explain(*fields("tiny"), "grad_rollout", "3", False)
-    assert other["target"] == 3 and "deletion_auc" not in other
+    assert other["target"] == 3 and "deletion_auc" not in other and other["token"] == "class"
     assert "out of range" in h.explain(*fields("tiny"), "gae", "99", False)[1]["error"]
     assert "method must be one of" in h.explain(*fields("tiny"), "nope", "", False)[1]["error"]
     headless = Explorer([("features", tiny_model(num_classes=0))])
     message = Handlers(headless).explain(*fields("features"), "gae", "", True)[1]["error"]
     assert "has no classifier" in message
+
+
+def test_explanations_follow_the_pages_token(models):
+    """The Explanations tab explains from the token the page chose (class, distillation, register) with every
+    method that reads one (`TOKEN_METHODS`); the others take none, say so, and `vit_tf.explain` refuses one for
+    them."""
+    from vit_tf import explain
+    from vit_tf.analysis import EXPLAIN_METHODS
+    from vit_tf.app import TOKEN_METHODS, Explorer, Handlers
+
+    model = models["distilled"]
+    ex = Explorer([("tiny", model)])
+    h = Handlers(ex)
+    run = ex.run(*fields("tiny"))
+    top1 = int(np.argmax(run.outputs["logits"][0]))
+    by_class = explain(model, run.x, "gae", target=[top1], token="cls")[0]
+    by_dist = explain(model, run.x, "gae", target=[top1], token="dist")[0]
+    assert np.abs(by_class - by_dist).max() > 1e-3  # the two readout tokens give different maps
+    _, info = h.explain(*fields("tiny"), "gae", "", False, "distillation")
+    assert info["token"] == "distillation"
+    np.testing.assert_allclose(np.asarray(info["map"]), by_dist, atol=1e-9)
+    _, info = h.explain(*fields("tiny"), "gradcam_tokens", "", False, "distillation")
+    assert info["token"] is None and "takes no token" in info["note"]
+    np.testing.assert_allclose(np.asarray(info["map"]), explain(model, run.x, "gradcam_tokens", target=[top1])[0],
+                               atol=1e-9)
+    assert "has class, distillation" in h.explain(*fields("tiny"), "gae", "", False, "register 0")[1]["error"]
+    for method in sorted(set(EXPLAIN_METHODS) - set(TOKEN_METHODS)):  # the app passes them no token, rightly
+        with pytest.raises(ValueError, match="token"):
+            explain(model, run.x, method, target=[top1], token="cls")
+    ex.close()
 
 
 def test_explain_endpoint(client, models):
@@ -742,3 +772,13 @@ def test_explain_endpoint(client, models):
     path, info = call(client, *fields(LABELS["plain"]), "attention", "2", False, api_name="/explain")
     assert info["target"] == 2 and png(path).ndim == 3
     np.testing.assert_allclose(np.asarray(info["map"]), explain(models["plain"], x, "attention")[0], atol=1e-6)
+    # The page's token reaches the endpoint; every other setting at its default (GAE, the top-1, with scores).
+    model = models["distilled"]
+    x, _, outputs, _ = reference(model)
+    top1 = int(np.argmax(outputs["logits"][0]))
+    _, info = client.submit(*fields(LABELS["distilled"]), token="distillation",
+                            api_name="/explain").result(timeout=TIMEOUT)
+    assert info["method"] == "gae" and info["target"] == top1 and info["token"] == "distillation"
+    assert 0.0 <= info["deletion_auc"] <= 1.0 and 0.0 <= info["insertion_auc"] <= 1.0
+    np.testing.assert_allclose(np.asarray(info["map"]), explain(model, x, "gae", target=[top1], token="dist")[0],
+                               atol=1e-6)

@@ -27,16 +27,16 @@ from .page import Handlers, build_app, import_gradio, model_markdown
 from .pictures import (figure_array, grid_picture, heads_picture, mark_patch, masks_picture, mosaic, rollout_picture,
                        upsample)
 from .run import LoadedModel, ModelSpec, Run, token_choices
-from .views import (EXPLAIN_STEPS, View, distance_view, explain_view, grid_view, heatmap_view, input_picture,
-                    mask_view, patch_view, rollout_view)
+from .views import (EXPLAIN_STEPS, TOKEN_METHODS, View, distance_view, explain_view, grid_view, heatmap_view,
+                    input_picture, mask_view, patch_view, rollout_view)
 
 __all__ = [
     "ASPECT", "CACHE_BYTES", "CROP", "DEFAULT_MODEL", "EXPLAIN_STEPS", "Explorer", "Handlers", "InputError",
     "LRUCache", "LoadedModel", "MASK_KEEP", "MAX_FILE_SIZE", "MAX_IMAGES", "MAX_MODELS", "MAX_PIXELS",
-    "MAX_UPLOAD_BYTES", "ModelSpec", "PAGE_FIELDS", "RESIZE_MODES", "Run", "SAMPLES", "SPACE_VARIABLES", "UPLOAD",
-    "View", "aspect_size", "build_app", "describe_error", "distance_view", "explain_view", "figure_array",
-    "grid_picture", "grid_view", "heads_picture", "heatmap_view", "import_gradio", "input_picture", "mark_patch",
-    "mask_view", "masks_picture", "model_input", "model_markdown", "mosaic", "patch_at", "patch_view",
+    "MAX_UPLOAD_BYTES", "ModelSpec", "PAGE_FIELDS", "RESIZE_MODES", "Run", "SAMPLES", "SPACE_VARIABLES",
+    "TOKEN_METHODS", "UPLOAD", "View", "aspect_size", "build_app", "describe_error", "distance_view", "explain_view",
+    "figure_array", "grid_picture", "grid_view", "heads_picture", "heatmap_view", "import_gradio", "input_picture",
+    "mark_patch", "mask_view", "masks_picture", "model_input", "model_markdown", "mosaic", "patch_at", "patch_view",
     "picture_scale", "rollout_picture", "rollout_view", "sample_image", "scale_picture", "serve", "space_app",
     "token_choices", "upsample",
 ]

@@ -13,8 +13,8 @@ from .common import CROP, MASK_KEEP, RESIZE_MODES, SAMPLES, UPLOAD, describe_err
 from .explorer import Explorer
 from .images import patch_at
 from .run import Run
-from .views import (EXPLAIN_STEPS, distance_view, explain_view, grid_view, heatmap_view, input_picture, mask_view,
-                    patch_view, rollout_view)
+from .views import (EXPLAIN_STEPS, TOKEN_METHODS, distance_view, explain_view, grid_view, heatmap_view,
+                    input_picture, mask_view, patch_view, rollout_view)
 
 logger = logging.getLogger(__name__)
 LAST = -1  # the block fields' default: the last block of whichever model runs
@@ -119,9 +119,9 @@ class Handlers:
 
     @_reported(2)
     def explain(self, source=SAMPLES[0], upload=None, model=None, checkpoint=None, random_weights=None, mode=CROP,
-                method="gae", target="", scores=True):
+                method="gae", target="", scores=True, token="class"):
         v = explain_view(self.explorer.run(source, upload, model, checkpoint, random_weights, mode), method, target,
-                         bool(scores))
+                         bool(scores), token)
         return v.picture, v.info
 
     @_reported(2)
@@ -194,8 +194,9 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
         /grid (token): every block's and head's map;
         /distance: mean attention distance per block and head (a figure);
         /patch (block, row, col): where one patch attends in every head (and the input with it outlined);
-        /explain (method, target, scores): a class explanation (`vit_tf.explain`; target "" = the top-1) with
-            its deletion and insertion AUCs (the Explanations tab);
+        /explain (method, target, scores, token): a class explanation (`vit_tf.explain`; target "" = the top-1)
+            from the page's token where the method reads one (`TOKEN_METHODS`), with its deletion and insertion
+            AUCs (the Explanations tab);
         /downloads (block, token, head_fusion, discard_ratio, start_block, keep, row, col): `vit-tf probe`'s
             figures, the patch's figure and summary.json (the Downloads tab).
     """
@@ -238,7 +239,7 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
             block = gr.Slider(LAST, depth - 1, value=LAST, step=1, label="Block (heads, masks, patch; -1: the last)",
                               elem_id="block")
             token = gr.Dropdown(["class"], value="class", allow_custom_value=True,
-                                label="Token (heads, masks, rollout, grid)", elem_id="token")
+                                label="Token (heads, masks, rollout, grid, explanations)", elem_id="token")
             row = gr.Number(0, precision=0, minimum=0, label="Patch row (Enter)", elem_id="row")
             col = gr.Number(0, precision=0, minimum=0, label="Patch column (Enter)", elem_id="col")
         with gr.Tabs():
@@ -301,7 +302,7 @@ def build_app(models: Sequence[Union[str, object]] = (), *, explorer: Optional[E
         click.__annotations__ = {"evt": gr.SelectData}  # how Gradio knows to pass the click: a type, not a string
         picture.select(click, common, [row, col], api_visibility="private").then(
             h.patch, common + [block, row, col], patch_fields, api_visibility="private")
-        explain_button.click(h.explain, common + [explain_method, explain_target, explain_scores],
+        explain_button.click(h.explain, common + [explain_method, explain_target, explain_scores, token],
                              [explain_out, explain_json], api_name="explain")
         make.click(h.downloads, common + [block, token, head_fusion, discard_ratio, start_block, keep, row, col],
                    [files, files_json], api_name="downloads")
@@ -315,8 +316,11 @@ def _explanations_tab(gr):
     from ..analysis import EXPLAIN_METHODS
 
     with gr.Tab("Explanations"):
+        others = sorted(set(EXPLAIN_METHODS) - set(TOKEN_METHODS))
         gr.Markdown("Class-specific explanations with their faithfulness: deletion AUC (lower is better) and "
-                    f"insertion AUC (higher is better), RISE's normalised AUC over {EXPLAIN_STEPS} steps.")
+                    f"insertion AUC (higher is better), RISE's normalised AUC over {EXPLAIN_STEPS} steps. The "
+                    "token chosen above (class, distillation, register) is the readout token of the attention-based "
+                    f"methods; {', '.join(others)} take no token and ignore it.")
         with gr.Row():
             method = gr.Dropdown(sorted(EXPLAIN_METHODS), value="gae", label="Method", elem_id="explain-method")
             target = gr.Textbox(value="", label="Target class index (empty: the top-1)", elem_id="explain-target")

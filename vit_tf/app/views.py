@@ -118,19 +118,26 @@ def input_picture(run: Run, mark: Optional[Tuple[int, int]] = None) -> np.ndarra
 
 
 EXPLAIN_STEPS = 16  # deletion/insertion games in the page: 16 coarse steps, not one per patch (a few seconds)
+# The methods that read the class out of a prefix token (`vit_tf.explain`'s `token` option): the attention-based
+# rules. Token Grad-CAM and the two pixel-gradient methods explain the class score through every patch's features
+# or pixels and take no token (tests/test_app.py checks `vit_tf.explain` refuses one for them).
+TOKEN_METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention")
 
 
-def explain_view(run: Run, method: str = "gae", target=None, scores: bool = True) -> View:
+def explain_view(run: Run, method: str = "gae", target=None, scores: bool = True, token: str = "class") -> View:
     """A class-specific explanation (`vit_tf.explain`) of the run's image, with its deletion and insertion AUCs
     (`vit_tf.analysis.insertion_deletion`, RISE's normalised AUC; `EXPLAIN_STEPS` coarse steps).
 
-    `target`: a class index, or None / "" for the top-1. Arrays: "map" (gh, gw) and, with scores, "deletion" and
-    "insertion" curves (steps + 1,)."""
+    `target`: a class index, or None / "" for the top-1. `token`: the page's prefix token ("class", "distillation",
+    "register i"), the readout token of the `TOKEN_METHODS`; the others take none, and info["token"] is then None
+    with a note saying so. Arrays: "map" (gh, gw) and, with scores, "deletion" and "insertion" curves
+    (steps + 1,)."""
     from .. import explain
     from ..analysis import EXPLAIN_METHODS
 
     if method not in EXPLAIN_METHODS:
         raise InputError(f"method must be one of {sorted(EXPLAIN_METHODS)}, got {method!r}")
+    index = run.token(token)
     net = run.model.model
     classes = int(net.config.num_classes)
     if target in (None, ""):
@@ -144,8 +151,12 @@ def explain_view(run: Run, method: str = "gae", target=None, scores: bool = True
             raise InputError(f"target class {target} is out of range for {classes} classes")
     if target is None and method not in ("attention", "rollout"):
         raise InputError(f"{method} explains a class, and {run.model.name} has no classifier; use attention or rollout")
-    patch_map = np.asarray(explain(net, run.x, method, target=None if target is None else [target]))[0]
-    info = {"method": method, "target": target, "map": patch_map.tolist()}
+    reads_token = method in TOKEN_METHODS
+    options = {"token": index} if reads_token else {}
+    patch_map = np.asarray(explain(net, run.x, method, target=None if target is None else [target], **options))[0]
+    info = {"method": method, "target": target, "token": token if reads_token else None, "map": patch_map.tolist()}
+    if not reads_token:
+        info["note"] = f"{method} takes no token: it explains the class through every patch"
     arrays = {"map": patch_map}
     if target is not None and classes == 1000:
         from ..analysis import imagenet_class_names
@@ -166,5 +177,5 @@ def explain_view(run: Run, method: str = "gae", target=None, scores: bool = True
     return View(mosaic([overlay(run.picture, up, alpha=0.6), apply_mask(run.picture, up)], labels, 2), arrays, info)
 
 
-__all__ = ["EXPLAIN_STEPS", "View", "distance_view", "explain_view", "grid_view", "heatmap_view", "input_picture",
-           "mask_view", "patch_view", "rollout_view"]
+__all__ = ["EXPLAIN_STEPS", "TOKEN_METHODS", "View", "distance_view", "explain_view", "grid_view", "heatmap_view",
+           "input_picture", "mask_view", "patch_view", "rollout_view"]
