@@ -240,4 +240,5 @@ class Forwards:
     def inputs(self, count: int, make) -> np.ndarray:
         """`count` variants whose inputs `make(start, stop)` builds on the host ((stop - start, H, W, 3)) -> float64
         logits (count, classes)."""
-        return self._run(self._compiled("faithfulness/inputs", lambda model: logits_function(model)), (), count, lambda a, b: [np.asarray(make(a, b), np.float32)], 1)
+        fn = self._compiled("faithfulness/inputs", logits_function)  # the model's own compiled forward
+        return self._run(fn, (), count, lambda a, b: [np.asarray(make(a, b), np.float32)], 1)
