@@ -169,3 +169,24 @@ def official_interpolate(pos_embed, h0, w0, offset, antialias):
     grid = torch.nn.functional.interpolate(grid, mode="bicubic", antialias=antialias, **kwargs)
     assert tuple(grid.shape[-2:]) == (h0, w0)
     return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)], dim=1)
+
+
+def run_cli(capsys, *argv):
+    """`vit-tf ARGV` in-process, through the command line's own parser, checks and handler (`vit_tf.cli.main`).
+
+    With pytest's `capsys`: as a user runs it (every error one line and an exit status); returns (exit status,
+    stdout, stderr). With None: the parser, the command's `check` and its handler called directly, so that an error
+    raises its exception (argparse's SystemExit, the check's or the handler's; for `pytest.raises`) and what the
+    command prints stays for the test to read; returns the handler's exit status.
+    """
+    from vit_tf import cli
+
+    argv = [str(a) for a in argv]
+    if capsys is None:
+        args = cli.build_parser().parse_args(argv)
+        if getattr(args, "check", None) is not None:
+            args.check(args)
+        return args.func(args)
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from analysis_support import tiny_model, write_converted_dir, write_image
+from helpers import run_cli
 from vit_tf import analysis as A
-from vit_tf import cli
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,6 @@ def tiny_dir(tmp_path_factory):
 def distilled_dir(tmp_path_factory):
     model = tiny_model("deit_tiny_distilled_patch16_224", img_size=(32, 48), seed=1)
     return write_converted_dir(tmp_path_factory.mktemp("models") / "tiny_deit_distilled", model)
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_line(err):

@@ -1,10 +1,9 @@
-"""`vit-tf explain` and `vit-tf faithfulness` in-process on tiny random-weight models, through parsers built here
-(the commands are registered in `vit_tf.cli` separately): outputs, their agreement with the library, streaming,
-skipped files, and one clear error for bad input."""
+"""`vit-tf explain` and `vit-tf faithfulness` in-process on tiny random-weight models, through vit-tf's parser
+(`helpers.run_cli`): outputs, their agreement with the library, streaming, skipped files, and one clear error for
+bad input."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -18,17 +17,9 @@ import pytest
 from PIL import Image
 
 from analysis_support import tiny_model, write_converted_dir, write_image
+from helpers import run_cli
 from vit_tf.commands import explain as explain_command
 from vit_tf.commands import faithfulness as faithfulness_command
-
-
-def run_command(module, argv):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    module.add_parser(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    args.check(args)
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +36,8 @@ def nonblank(path):
 def test_explain_writes_a_figure_per_image_and_json(tmp_path, distilled_dir, capsys):
     images = [write_image(tmp_path / "wide.png", (70, 50)), write_image(tmp_path / "tall.jpg", (40, 60), seed=1)]
     out = tmp_path / "out"
-    code = run_command(explain_command, ["explain", *images, "--model", distilled_dir, "--method", "all",
-                                         "--steps", "2", "--samples", "2", "--out", out, "--dpi", "60"])
+    code = run_cli(None, "explain", *images, "--model", distilled_dir, "--method", "all", "--steps", "2", "--samples",
+                   "2", "--out", out, "--dpi", "60")
     assert code == 0 and "2 image(s)" in capsys.readouterr().out
     report = json.loads((out / "explain.json").read_text())
     assert report["methods"] == list(explain_command.METHODS)
@@ -72,20 +63,19 @@ def test_explain_writes_a_figure_per_image_and_json(tmp_path, distilled_dir, cap
 def test_explain_target_token_and_errors(tmp_path, distilled_dir):
     image = write_image(tmp_path / "a.png", (48, 32))
     out = tmp_path / "out"
-    assert run_command(explain_command, ["explain", image, "--model", distilled_dir, "--method", "gae,rollout",
-                                         "--target", "4", "--token", "dist", "--out", out]) == 0
+    assert run_cli(None, "explain", image, "--model", distilled_dir, "--method", "gae,rollout", "--target", "4",
+                   "--token", "dist", "--out", out) == 0
     record = json.loads((out / "explain.json").read_text())["images"][0]
     assert record["target"]["index"] == 4 and list(record["maps"]) == ["gae", "rollout"]
     with pytest.raises(ValueError, match="--target 5"):
-        run_command(explain_command, ["explain", image, "--model", distilled_dir, "--target", "5", "--out", out])
+        run_cli(None, "explain", image, "--model", distilled_dir, "--target", "5", "--out", out)
     with pytest.raises(SystemExit):
-        run_command(explain_command, ["explain", image, "--model", distilled_dir, "--method", "lime", "--out", out])
+        run_cli(None, "explain", image, "--model", distilled_dir, "--method", "lime", "--out", out)
     with pytest.raises(ValueError, match="no distillation token"):
-        run_command(explain_command, ["explain", image, "--model", "vit_tiny_patch16_224", "--random-weights",
-                                      "--token", "dist", "--out", out])
+        run_cli(None, "explain", image, "--model", "vit_tiny_patch16_224", "--random-weights", "--token", "dist",
+                "--out", out)
     with pytest.raises(FileNotFoundError, match="missing.png"):
-        run_command(explain_command, ["explain", str(tmp_path / "missing.png"), "--model", distilled_dir, "--out",
-                                      out])
+        run_cli(None, "explain", str(tmp_path / "missing.png"), "--model", distilled_dir, "--out", out)
 
 
 def labelled_folder(root, per_class=3):
@@ -102,10 +92,10 @@ def test_faithfulness_table_streams_and_skips(tmp_path, distilled_dir, capsys):
     outs = []
     for batch in ("4", "16"):
         out = tmp_path / f"out{batch}"
-        code = run_command(faithfulness_command, [
-            "faithfulness", data, "--model", distilled_dir, "--method", "transformer_attribution", "--out", out,
+        code = run_cli(
+            None, "faithfulness", data, "--model", distilled_dir, "--method", "transformer_attribution", "--out", out,
             "--metrics", "perturbation,tokens,insertion,deletion,saco,road", "--batch-size", batch,
-            "--saco-groups", "4", "--dpi", "60"])
+            "--saco-groups", "4", "--dpi", "60")
         assert code == 0
         outs.append(out)
     assert "broken.png" in capsys.readouterr().err
@@ -141,14 +131,12 @@ def test_faithfulness_table_streams_and_skips(tmp_path, distilled_dir, capsys):
 def test_faithfulness_errors(tmp_path, distilled_dir):
     data = labelled_folder(tmp_path / "data", per_class=1)
     with pytest.raises(FileNotFoundError):
-        run_command(faithfulness_command, ["faithfulness", tmp_path / "nothing", "--model", distilled_dir,
-                                           "--out", tmp_path / "o"])
+        run_cli(None, "faithfulness", tmp_path / "nothing", "--model", distilled_dir, "--out", tmp_path / "o")
     with pytest.raises(SystemExit):
-        run_command(faithfulness_command, ["faithfulness", data, "--model", distilled_dir, "--metrics", "aopc",
-                                           "--out", tmp_path / "o"])
+        run_cli(None, "faithfulness", data, "--model", distilled_dir, "--metrics", "aopc", "--out", tmp_path / "o")
     with pytest.raises(ValueError, match="no classifier"):
-        run_command(faithfulness_command, ["faithfulness", data, "--model", "vit_small_patch14_dinov2.lvd142m",
-                                           "--random-weights", "--method", "rollout", "--out", tmp_path / "o"])
+        run_cli(None, "faithfulness", data, "--model", "vit_small_patch14_dinov2.lvd142m", "--random-weights",
+                "--method", "rollout", "--out", tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
 

@@ -1,8 +1,7 @@
 """`vit-tf similarity` and `vit-tf heads` end to end on a folder of generated images with tiny random-weight models
 (converted directories, and a registry name with --random-weights); the numbers they write equal the library's on
-the same images. The commands are run through their own parsers (they are registered in vit_tf.cli separately)."""
+the same images. The commands are run through vit-tf's parser (`helpers.run_cli`)."""
 
-import argparse
 import csv
 import json
 import os
@@ -12,19 +11,9 @@ import pytest
 from PIL import Image
 
 from analysis_support import tiny_model, write_converted_dir, write_image
+from helpers import run_cli
 from vit_tf.analysis import prepare
-from vit_tf.commands import heads as heads_command
-from vit_tf.commands import similarity
 from vit_tf.commands.common import load_for_analysis
-
-
-def run(module, *argv):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    module.add_parser(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    args.check(args)
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +46,8 @@ def _non_blank(path):
 
 def test_similarity_two_models_equals_the_library(folder, models, tmp_path, capsys):
     out = tmp_path / "sim"
-    assert run(similarity, "similarity", folder, "--model", models[0], "--model", models[1], "--tokens", "cls",
-               "--tokens", "mean", "--batch-size", 4, "--out", out) == 0
+    assert run_cli(None, "similarity", folder, "--model", models[0], "--model", models[1], "--tokens", "cls",
+                   "--tokens", "mean", "--batch-size", 4, "--out", out) == 0
     report = json.loads((out / "cka.json").read_text())
     assert sorted(os.listdir(out)) == ["cka.csv", "cka.json", "cka_cls.png", "cka_mean.png"]
     assert (report["images"], report["batches"]) == (10, 2)  # 4, 4 + the last 2 joined: 4, 6
@@ -86,8 +75,8 @@ def test_similarity_two_models_equals_the_library(folder, models, tmp_path, caps
 
 def test_similarity_random_weights_registry_model(folder, tmp_path):
     out = tmp_path / "self"
-    assert run(similarity, "similarity", folder, "--model", "deit_tiny_distilled_patch16_224", "--random-weights",
-               "--tokens", "dist", "--num-images", 4, "--batch-size", 4, "--out", out) == 0
+    assert run_cli(None, "similarity", folder, "--model", "deit_tiny_distilled_patch16_224", "--random-weights",
+                   "--tokens", "dist", "--num-images", 4, "--batch-size", 4, "--out", out) == 0
     report = json.loads((out / "cka.json").read_text())
     assert "random weights" in report["models"][0]["weights"] and len(report["layers_a"]) == 14
     cka = np.array(report["cka"]["dist"])
@@ -98,19 +87,19 @@ def test_similarity_random_weights_registry_model(folder, tmp_path):
 def test_similarity_errors_leave_nothing_behind(folder, models, tmp_path, capsys):
     out = tmp_path / "never"
     with pytest.raises(SystemExit):
-        run(similarity, "similarity", folder, "--model", models[0], "--batch-size", 3, "--out", out)
+        run_cli(None, "similarity", folder, "--model", models[0], "--batch-size", 3, "--out", out)
     assert "at least 4" in capsys.readouterr().err
     with pytest.raises(ValueError, match="one --model .* or two"):
-        run(similarity, "similarity", folder, "--model", models[0], "--model", models[0], "--model", models[1],
-            "--out", out)
+        run_cli(None, "similarity", folder, "--model", models[0], "--model", models[0], "--model", models[1],
+                "--out", out)
     with pytest.raises(ValueError, match="no distillation token"):
-        run(similarity, "similarity", folder, "--model", models[0], "--tokens", "dist", "--out", out)
+        run_cli(None, "similarity", folder, "--model", models[0], "--tokens", "dist", "--out", out)
     few = tmp_path / "few"
     few.mkdir()
     for i in range(3):
         write_image(few / f"{i}.png", seed=i)
     with pytest.raises(ValueError, match="3 images in all"):
-        run(similarity, "similarity", few, "--model", models[0], "--out", out)
+        run_cli(None, "similarity", few, "--model", models[0], "--out", out)
     assert not out.exists()
 
 
@@ -124,7 +113,7 @@ def test_heads_with_imagenet_class_folders_equals_the_library(models, tmp_path, 
         for i in range(3):
             write_image(data / wnid / f"{i}.png", (36 + i, 40), seed=10 * k + i)
     out = tmp_path / "heads"
-    assert run(heads_command, "heads", data, "--model", models[0], "--batch-size", 4, "--out", out) == 0
+    assert run_cli(None, "heads", data, "--model", models[0], "--batch-size", 4, "--out", out) == 0
     report = json.loads((out / "heads.json").read_text())
     assert report["metric"] == "accuracy" and report["images"] == 9 and "class_folders" in report["labels"]
     assert sorted(report["figures"].values()) == ["attention_entropy.png", "head_ablation.png",
@@ -151,14 +140,14 @@ def test_heads_with_imagenet_class_folders_equals_the_library(models, tmp_path, 
 
 def test_heads_without_labels_or_classifier(folder, tmp_path):
     out = tmp_path / "agree"
-    assert run(heads_command, "heads", folder, "--model", _tiny_dir(tmp_path, 5), "--no-ablation",
-               "--out", out) == 0
+    assert run_cli(None, "heads", folder, "--model", _tiny_dir(tmp_path, 5), "--no-ablation",
+                   "--out", out) == 0
     report = json.loads((out / "heads.json").read_text())
     assert report["metric"] == "agreement" and report["agreement_change"] is None
     assert np.allclose(np.linalg.norm(report["importance"], axis=1), 1.0, atol=1e-5)
     assert report["labels"].startswith("none") and len(report["skipped"]) == 1
     out = tmp_path / "entropy"
-    assert run(heads_command, "heads", folder, "--model", _tiny_dir(tmp_path, 0), "--out", out) == 0
+    assert run_cli(None, "heads", folder, "--model", _tiny_dir(tmp_path, 0), "--out", out) == 0
     report = json.loads((out / "heads.json").read_text())
     assert report["importance"] is None and np.shape(report["entropy"]) == (2, 3)
     assert sorted(report["figures"]) == ["entropy", "heads"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
-import sys
 
-from .common import (add_analysis_arguments, add_compute_arguments, check_model, check_output_dir, figure_label,
-                     load_for_analysis, non_negative_int, output_directory, positive_int, with_dtype, write_text)
+from .common import (add_analysis_arguments, add_compute_arguments, check_output_dir, figure_label, load_for_analysis,
+                     non_negative_int, positive_int, with_dtype)
+from .folders import Skipped, check_image_folder, check_models, progress_bar, write_results
 
 DEFAULT_DPI = 150
 
@@ -50,21 +49,12 @@ def _slug(name: str, used: set) -> str:
 
 
 def check(args):
-    if os.path.isfile(args.image_dir):
-        raise NotADirectoryError(f"image folder {args.image_dir}: is a file (for one image use `vit-tf probe`)")
-    if not os.path.isdir(args.image_dir):
-        raise FileNotFoundError(f"image folder not found: {args.image_dir}")
-    if args.checkpoint is not None and len(args.model) > 1:
-        raise ValueError("--checkpoint goes with a single --model; to compare checkpoints pass directories "
-                         "written by `vit-tf convert` as --model")
-    for model in args.model:
-        check_model(model, args.checkpoint, args.random_weights)
+    check_image_folder(args.image_dir, hint="for one image use `vit-tf probe`")
+    check_models(args)
     check_output_dir(args.out)
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from .. import plotting
     from ..analysis import RunningMoments, iter_batches, list_images
     from ..analysis.distance import patch_distance_matrix
@@ -76,25 +66,18 @@ def run(args) -> int:
 
     paths = list_images(args.image_dir)
     limit = args.num_images or None
-    skipped = {}
+    skipped = Skipped()  # one report per file, however many models meet it
     results, used = [], set()
 
     for model_name in args.model:
         net, recipe, info = load_for_analysis(model_name, args.checkpoint, args.random_weights, args.seed)
         net = with_dtype(net, args.dtype)
         patch_size, num_prefix_tokens = net.config.patch_size, net.config.num_prefix_tokens
-
-        def on_skip(path, reason):
-            if path not in skipped:
-                skipped[path] = reason
-                tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
-
-        total = len(paths) if limit is None else min(limit, len(paths))
-        with tqdm(total=total, desc=info["name"], unit="img", file=sys.stderr) as bar:
+        with progress_bar(paths, limit, info["name"]) as bar:
             # Decoding runs a batch ahead in a thread; the forward pass and the reduction run in one tf.function
             # and only (B, blocks, heads) leaves the device.
             batches = prefetch(x for x, _ in iter_batches(paths, recipe, patch_size, args.batch_size, limit,
-                                                          on_skip=on_skip, on_item=lambda: bar.update(1)))
+                                                          on_skip=skipped, on_item=lambda: bar.update(1)))
             if strategy is not None:
                 import tensorflow as tf
 
@@ -104,7 +87,7 @@ def run(args) -> int:
             stats = dataset_mean_distance(net, batches, renormalize=args.renormalize, strategy=strategy,
                                           stats=RunningMoments())
         if stats.count == 0:
-            raise ValueError(f"no readable images in {args.image_dir} ({len(skipped)} files skipped)")
+            raise skipped.no_images(args.image_dir)
         grid = tuple(s // patch_size for s in recipe.input_size)
         results.append({
             "name": info["name"], "label": figure_label(info), "slug": _slug(info["name"], used),
@@ -134,18 +117,15 @@ def run(args) -> int:
         "std": "population standard deviation over images (ddof=0)",
         "models": [{**{k: v for k, v in r.items() if k not in ("mean", "std", "slug", "label")},
                     "mean": r["mean"].round(6).tolist(), "std": r["std"].round(6).tolist()} for r in results],
-        "skipped": [{"path": p, "reason": why} for p, why in skipped.items()],
+        "skipped": skipped.report(),
         "figures": {k: filename for k, (filename, _) in figures.items()},
     }
     if not is_chief(strategy):  # every worker holds the global result; the chief writes it
         names = ", ".join(r["name"] for r in results)
         print(f"{names}: this worker's share is done; the chief worker writes {args.out}")
         return 0
-    with output_directory(args.out) as tmp:  # made only now: nothing is left behind by a failure before
-        write_text(os.path.join(tmp, "distances.csv"), rows.getvalue())
-        for filename, fig in figures.values():
-            plotting.save_figure(fig, os.path.join(tmp, filename), args.dpi)
-        write_text(os.path.join(tmp, "distances.json"), json.dumps(report, indent=2) + "\n")
+    # the folder is made only now: nothing is left behind by a failure before
+    write_results(args.out, {"distances.csv": rows.getvalue()}, figures.values(), "distances.json", report, args.dpi)
     counts = ", ".join(f"{r['name']}: {r['images']} images" for r in results)
     print(f"{counts}; {len(skipped)} skipped; results in {args.out}")
     return 0

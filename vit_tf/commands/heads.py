@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import sys
 
 from .common import (add_analysis_arguments, check_model, check_output_dir, figure_label, load_for_analysis,
-                     non_negative_int, output_directory, positive_int, write_text)
+                     non_negative_int, positive_int)
+from .folders import (Skipped, add_label_arguments, check_image_folder, check_labels, find_labelled, progress_bar,
+                      write_results)
 
 DEFAULT_DPI = 150
 QUERIES = ("all", "patches", "cls")  # vit_tf.analysis.heads.QUERIES (not imported: it loads NumPy)
@@ -37,10 +37,7 @@ def add_parser(subparsers):
     p.add_argument("--num-images", type=non_negative_int, default=256,
                    help="use the first N readable images in sorted order (0: all)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
-    p.add_argument("--labels", default=None, help="label file of a flat ILSVRC2012_val_* folder (default: found "
-                                                  "beside the images)")
-    p.add_argument("--no-labels", action="store_true",
-                   help="ignore labels: agreement with the unmasked top-1 instead of accuracy")
+    add_label_arguments(p)
     p.add_argument("--no-ablation", action="store_true",
                    help="skip the ablation (it costs depth x heads extra forward passes per batch)")
     p.add_argument("--queries", choices=QUERIES, default="all",
@@ -52,41 +49,16 @@ def add_parser(subparsers):
 
 def check(args):
     """Everything that can be checked before TensorFlow is loaded."""
-    if os.path.isfile(args.image_dir):
-        raise NotADirectoryError(f"image folder {args.image_dir}: is a file, not a folder of images")
-    if not os.path.isdir(args.image_dir):
-        raise FileNotFoundError(f"image folder not found: {args.image_dir}")
-    if args.labels is not None and args.no_labels:
-        raise ValueError("--labels and --no-labels contradict each other")
-    if args.labels is not None and not os.path.isfile(args.labels):
-        raise FileNotFoundError(f"--labels {args.labels}: file not found")
+    check_image_folder(args.image_dir)
+    check_labels(args)
     check_model(args.model, args.checkpoint, args.random_weights)
     check_output_dir(args.out)
-
-
-def find_labelled(image_dir: str, labels=None, no_labels: bool = False):
-    """-> (paths, {path: class index} or None, how the labels were found)."""
-    from ..analysis import list_images
-    from ..evaluation import find_images
-
-    if not no_labels:
-        try:
-            paths, classes, info = find_images(image_dir, labels)
-            return paths, dict(zip(paths, classes)), f"{info['layout']} ({info['labels']})"
-        except (FileNotFoundError, ValueError) as e:
-            if labels is not None:
-                raise
-            reason = str(e)
-    else:
-        reason = "--no-labels"
-    return list_images(image_dir), None, f"none ({reason}): agreement with the unmasked top-1"
 
 
 def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .. import plotting
     from .. import plotting as rplot
     from ..analysis import iter_batches
     from ..analysis.heads import HeadStatistics
@@ -100,20 +72,13 @@ def run(args) -> int:
     stats = HeadStatistics(net, importance=classifier, ablation=classifier and not args.no_ablation, entropy=True,
                            queries=args.queries)
     limit = args.num_images or None
-    skipped = {}
-
-    def on_skip(path, reason):
-        if path not in skipped:
-            skipped[path] = reason
-            tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
-
-    total = len(paths) if limit is None else min(limit, len(paths))
-    with tqdm(total=total, desc=info["name"], unit="img", file=sys.stderr) as bar:
-        for x, names in iter_batches(paths, recipe, c.patch_size, args.batch_size, limit, on_skip=on_skip,
+    skipped = Skipped()
+    with progress_bar(paths, limit, info["name"]) as bar:
+        for x, names in iter_batches(paths, recipe, c.patch_size, args.batch_size, limit, on_skip=skipped,
                                      on_item=lambda: bar.update(1)):
             stats.update(x, None if label_of is None else np.asarray([label_of[n] for n in names]))
     if stats.count == 0:
-        raise ValueError(f"no readable images in {args.image_dir} ({len(skipped)} files skipped)")
+        raise skipped.no_images(args.image_dir)
     r = stats.result()
 
     label = figure_label(info)
@@ -158,14 +123,11 @@ def run(args) -> int:
         "importance": _matrix(r.importance), "importance_raw": _matrix(r.importance_raw),
         f"{metric}_change": _matrix(r.ablation), "entropy": _matrix(r.entropy),
         "entropy_std": _matrix(r.entropy_std),
-        "skipped": [{"path": p, "reason": why} for p, why in skipped.items()],
+        "skipped": skipped.report(),
         "figures": {k: filename for k, (filename, _) in figures.items()},
     }
-    with output_directory(args.out) as tmp:  # made only now: a failure before leaves nothing behind
-        write_text(os.path.join(tmp, "heads.csv"), rows.getvalue())
-        for filename, fig in figures.values():
-            plotting.save_figure(fig, os.path.join(tmp, filename), args.dpi)
-        write_text(os.path.join(tmp, "heads.json"), json.dumps(report, indent=2) + "\n")
+    # the folder is made only now: a failure before leaves nothing behind
+    write_results(args.out, {"heads.csv": rows.getvalue()}, figures.values(), "heads.json", report, args.dpi)
     base = "" if r.baseline is None else f"; {metric} {100 * r.baseline:.1f}%"
     print(f"{info['name']}: {r.images} images ({label_source}){base}; {len(skipped)} skipped; results in "
           f"{args.out}")

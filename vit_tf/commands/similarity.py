@@ -12,12 +12,10 @@ import argparse
 import csv
 import io
 import itertools
-import json
-import os
-import sys
 
-from .common import (add_analysis_arguments, check_model, check_output_dir, figure_label, load_for_analysis,
-                     model_config, non_negative_int, output_directory, positive_int, write_text)
+from .common import (add_analysis_arguments, check_output_dir, figure_label, load_for_analysis, model_config,
+                     non_negative_int, positive_int)
+from .folders import Skipped, check_image_folder, check_models, progress_bar, write_results
 
 DEFAULT_DPI = 150
 MIN_BATCH = 4  # vit_tf.analysis.cka.MIN_BATCH (not imported: it loads NumPy)
@@ -65,17 +63,11 @@ def _tokens(args):
 
 def check(args):
     """Everything that can be checked before TensorFlow is loaded."""
-    if os.path.isfile(args.image_dir):
-        raise NotADirectoryError(f"image folder {args.image_dir}: is a file, not a folder of images")
-    if not os.path.isdir(args.image_dir):
-        raise FileNotFoundError(f"image folder not found: {args.image_dir}")
+    check_image_folder(args.image_dir)
     if len(args.model) > 2:
         raise ValueError(f"give one --model (compared with itself) or two, got {len(args.model)}")
-    if args.checkpoint is not None and len(args.model) > 1:
-        raise ValueError("--checkpoint goes with a single --model; to compare checkpoints pass directories "
-                         "written by `vit-tf convert` as --model")
+    check_models(args)
     for model in args.model:
-        check_model(model, args.checkpoint, args.random_weights)
         config = model_config(model)
         if config is None:
             continue
@@ -115,9 +107,6 @@ def _paired_batches(paths, recipes, patch_size, size, limit, on_skip, on_item):
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from .. import plotting
     from .. import plotting as rplot
     from ..analysis import list_images
     from ..analysis.cka import layer_cka
@@ -132,17 +121,10 @@ def run(args) -> int:
     # One decode per image when both models preprocess alike; else each gets its own recipe's batch.
     distinct = [recipes[0]] if len(recipes) == 1 or recipes[1] == recipes[0] else recipes
     patch = max(net.config.patch_size for net in nets)
-    skipped = {}
-
-    def on_skip(path, reason):
-        if path not in skipped:
-            skipped[path] = reason
-            tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
-
-    total = len(paths) if limit is None else min(limit, len(paths))
+    skipped = Skipped()
     label = " vs ".join(info["name"] for info in infos) if len(infos) > 1 else infos[0]["name"]
-    with tqdm(total=total, desc=label, unit="img", file=sys.stderr) as bar:
-        pairs = _paired_batches(paths, distinct, patch, args.batch_size, limit, on_skip, lambda: bar.update(1))
+    with progress_bar(paths, limit, label) as bar:
+        pairs = _paired_batches(paths, distinct, patch, args.batch_size, limit, skipped, lambda: bar.update(1))
         if len(distinct) == 2:
             first, second = itertools.tee(pairs)
             batches, batches_b = (p[0] for p in first), (p[1] for p in second)
@@ -185,14 +167,11 @@ def run(args) -> int:
         "cka": {t: s.cka.round(6).tolist() for t, s in per_token.items()},
         "constant": {t: {"a": [s.layers_a[i] for i in s.constant_a], "b": [s.layers_b[j] for j in s.constant_b]}
                      for t, s in per_token.items()},
-        "skipped": [{"path": p, "reason": why} for p, why in skipped.items()],
+        "skipped": skipped.report(),
         "figures": {t: filename for t, (filename, _) in figures.items()},
     }
-    with output_directory(args.out) as tmp:  # made only now: a failure before leaves nothing behind
-        write_text(os.path.join(tmp, "cka.csv"), rows.getvalue())
-        for filename, fig in figures.values():
-            plotting.save_figure(fig, os.path.join(tmp, filename), args.dpi)
-        write_text(os.path.join(tmp, "cka.json"), json.dumps(report, indent=2) + "\n")
+    # the folder is made only now: a failure before leaves nothing behind
+    write_results(args.out, {"cka.csv": rows.getvalue()}, figures.values(), "cka.json", report, args.dpi)
     print(f"{label}: {result.images} images in {result.batches} batches; {len(skipped)} skipped; results in "
           f"{args.out}")
     return 0
