@@ -83,6 +83,12 @@ def test_seed_determinism_and_prefixes():
     assert not np.array_equal(a.images, other.images) and not np.array_equal(a.boxes, other.boxes)
 
 
+def test_exported_at_the_top_level():
+    import vit_tf
+
+    assert vit_tf.composite_classifier is C.composite_classifier and vit_tf.make_composites is D.make_composites
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="split must be one of"):
         D.make_composites("dev", 1)

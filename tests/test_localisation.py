@@ -157,6 +157,12 @@ def test_bad_input_is_named(metric):
         metric(bad, mask)
 
 
+def test_exported_at_the_top_level():
+    import vit_tf
+
+    assert [getattr(vit_tf, f.__name__) for f in METRICS] == list(METRICS)
+
+
 def test_pointing_game_refuses_a_negative_tolerance():
     with pytest.raises(ValueError, match="tolerance must be"):
         pointing_game(np.zeros((1, 4, 4)), np.ones((1, 4, 4), bool), tolerance=-1)

@@ -35,6 +35,10 @@ _EXPORTS = {
         "token_attention")},
     "explain": "analysis.explain", "token_norms": "analysis.norms", "high_norm_tokens": "analysis.norms",
     "linear_cka": "analysis.cka", "layer_cka": "analysis.cka", "head_importance": "analysis.heads",
+    # ground truth for explanations: composites with known evidence, their classifier, localisation metrics
+    "composite_classifier": "composites", "make_composites": "composites",
+    **{name: "analysis.localisation" for name in (
+        "mask_auroc", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy")},
 }
 # Modules that import neither TensorFlow nor Keras.
 _LIGHT = {"configs", "registry"}
