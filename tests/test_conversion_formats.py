@@ -162,19 +162,11 @@ def test_dino_linear_matches_eval_linear(tmp_path, name, n_last, avgpool):
     compare_with_timm(tmp_path / "out", config, model, head)
 
 
-DINOV2_CASES = {  # name -> (config changes, image size of the converted model; the file's grid is 4x4)
-    # no registers: the official 0.1-offset rule, a 4x4 file in a 6x6 model; ViT-g's SwiGLU (w12 / w3)
-    "vit_giant_patch14_dinov2.lvd142m": (dict(num_classes=0, mlp_dim=64), 48),
-    # registers and the hub's 4-layer ImageNet head (class position folded, antialiased resampling)
-    "vit_small_patch14_reg4_dinov2.lvd142m_linear4": (dict(depth=4), 40),
-}
-
-
-@pytest.mark.parametrize("name", sorted(DINOV2_CASES))
-def test_dinov2_pth_matches_timm(tmp_path, name):
-    """`vit-tf convert` of official DINOv2 files (backbone, and backbone + linear head) proven against timm's DINOv2
-    models loading the same files with timm's loader, per output and per block, at a grid other than the file's."""
-    changes, size = DINOV2_CASES[name]
+def test_dinov2_pth_matches_timm(tmp_path):
+    """`vit-tf convert` of official DINOv2 files (ViT-g with registers: SwiGLU `w12`/`w3`, register tokens, the
+    class position folded; and the hub's 4-layer ImageNet head) proven against timm's DINOv2 model loading the same
+    files with timm's loader, per output and per block, at a grid other than the file's (5x5 from 4x4)."""
+    name, changes, size = "vit_giant_patch14_reg4_dinov2.lvd142m_linear4", dict(depth=4, mlp_dim=64), 40
     config = tiny_config(name, **changes)
     backbone = dinov2_official(config, seed=4)
     torch.save(backbone, tmp_path / "backbone.pth")
@@ -203,3 +195,24 @@ def test_dinov2_pth_matches_timm(tmp_path, name):
                                  list(zip(files, ["dinov2_pth", "dinov2_linear_pth"])))
     compare_with_timm(tmp_path / "out", tiny_config(name, **changes, img_size=size), model, head,
                       main="logits" if config.num_classes else "features")
+
+
+@pytest.mark.parametrize("mode", ["bicubic_offset", "bicubic", "timm_antialias"])
+def test_reference_resamples_by_the_source_rules(mode):
+    """The reference's torch resampling (`resample_like_source`) is each source's own: the official DINO/DINOv2
+    formula (`helpers.official_interpolate`), transformers' / DeiT's `F.interpolate(size=...)`, timm's
+    `resample_abs_pos_embed`; prefix rows kept, the offset rule a no-op on the file's own grid."""
+    from timm.layers import resample_abs_pos_embed
+
+    from conversion.reference import resample_like_source
+    from helpers import official_interpolate
+
+    pos = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1 + 16, 8)).astype(np.float32))
+    for new in ((6, 5), (3, 3), (4, 4)):
+        ours = resample_like_source(pos, (4, 4), new, 1, mode)
+        if mode == "timm_antialias":
+            expected = resample_abs_pos_embed(pos, new_size=list(new), old_size=[4, 4], num_prefix_tokens=1)
+        else:
+            expected = official_interpolate(pos, *new, 0.1 if mode == "bicubic_offset" else 0.0, False)
+        assert ours.shape == (1, 1 + new[0] * new[1], 8)
+        assert float((ours - expected).abs().max()) <= 1e-6, new
