@@ -17,7 +17,7 @@ from sklearn.datasets import load_sample_image
 
 import vit_tf
 from vit_tf import analysis, plotting
-from vit_tf.analysis.explain import METHODS, explain
+from vit_tf.analysis.explanations import METHODS, explain
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
 DPI = 72

@@ -33,7 +33,7 @@ _EXPORTS = {
         "attention_grid", "attention_mass_mask", "attention_rollout", "attention_source", "mean_attention_distance",
         "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "probe",
         "token_attention")},
-    "explain": "analysis.explain", "token_norms": "analysis.norms", "high_norm_tokens": "analysis.norms",
+    "explain": "analysis.explanations", "token_norms": "analysis.norms", "high_norm_tokens": "analysis.norms",
     "linear_cka": "analysis.cka", "layer_cka": "analysis.cka", "head_importance": "analysis.heads",
     # ground truth for explanations: composites with known evidence, their classifier, localisation metrics
     "composite_classifier": "composites", "make_composites": "composites",

@@ -221,7 +221,9 @@ class VisionTransformer(keras.Model):
         if n_pos_prefix:
             prefix = prefix + tf.cast(self.pos_embed, wide)[:, :n_pos_prefix]
         prefix = tf.tile(tf.cast(prefix, x.dtype), (b, 1, 1))
-        return self.pos_drop(tf.concat([prefix, x], axis=1), training=training)
+        x = tf.concat([prefix, x], axis=1)
+        # A Keras layer call casts its input to the layer's dtype, so dropout is called only where it acts.
+        return self.pos_drop(x, training=training) if training and self.drop_rate > 0 else x
 
     def position_embedding(self) -> np.ndarray:
         """(1, P + gh * gw, D) float32: the position embedding each token receives at `img_size`, prefix tokens

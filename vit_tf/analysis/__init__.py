@@ -12,9 +12,7 @@ Figures are drawn by `vit_tf.plotting`.
 from .cka import LayerSimilarity, MinibatchCKA, layer_cka, linear_cka, token_features
 from .distance import RunningMoments, accumulate_mean_distance, mean_attention_distance, patch_distance_matrix
 from .embeddings import patch_filter_pca, patch_filters, position_embedding_cosine, position_embedding_similarity
-# `explain(model, images, method)` lives in the submodule of that name (`vit_tf.analysis.explain.explain`, or
-# `vit_tf.explain`): re-exporting the function here would hide the module.
-from .explain import METHODS as EXPLAIN_METHODS, attention_gradients
+from .explanations import METHODS as EXPLAIN_METHODS, attention_gradients, explain
 from .faithfulness import (CurveMeans, forward_token_subset, insertion_deletion, perturbation_auc, perturbation_curves,
                            rise_auc, road, saco)
 from .graph import GraphAnalysis, dataset_mean_distance
@@ -29,7 +27,7 @@ from .rollout import attention_rollout, discard_lowest, fuse_heads, rollout_matr
 from .sources import KerasSource, SavedModelSource, TimmSource, attention_source, import_timm
 
 __all__ = [
-    "CurveMeans", "EXPLAIN_METHODS", "attention_gradients", "forward_token_subset", "insertion_deletion",
+    "CurveMeans", "EXPLAIN_METHODS", "attention_gradients", "explain", "forward_token_subset", "insertion_deletion",
     "perturbation_auc", "perturbation_curves", "rise_auc", "road", "saco",
     "GraphAnalysis", "HeadResult", "LayerSimilarity", "MinibatchCKA", "attention_entropy", "dataset_mean_distance",
     "head_ablation", "head_importance", "head_statistics", "high_norm_tokens", "layer_cka", "linear_cka",

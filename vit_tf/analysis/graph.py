@@ -16,6 +16,7 @@ import numpy as np
 
 from ._arrays import token_index
 from .distance import patch_distance_matrix
+from .explanations import rules
 from .rollout import HEAD_FUSIONS
 
 
@@ -107,7 +108,7 @@ class GraphAnalysis:
             by_key = dict(zip(sorted(attention, key=lambda k: int(k.split("_")[2])), blocks))
             depth = self.depth or len(blocks)
             chosen = [by_key[f"transformer_block_{i}_att"] for i in range(o["start_block"] % depth, depth)]
-            joint = _rollout_matrix(chosen, o["head_fusion"], o["discard_ratio"], index)
+            joint = rules.rollout(chosen, index, head_fusion=o["head_fusion"], discard_ratio=o["discard_ratio"])
             result["rollout"] = tf.reshape(joint[:, index, p:], (-1, h, w))
         if o["token_maps_block"] is not None:
             depth = self.depth or len(blocks)
@@ -153,36 +154,6 @@ def _mean_distance(attention, distances, num_prefix_tokens: int, renormalize: bo
         mass = tf.reduce_sum(attention[..., num_prefix_tokens:, num_prefix_tokens:], axis=-1)
         per_query = per_query / tf.where(mass > 0, mass, tf.ones_like(mass))
     return tf.reduce_mean(per_query, axis=-1)
-
-
-def _discard_lowest(fused, discard_ratio: float, keep: int):
-    """(B, T, T) float64: the k = int(T*T*ratio) smallest entries of each matrix set to 0 (stable order, as
-    `rollout.discard_lowest`), the readout token's own entry (keep, keep) spared."""
-    import tensorflow as tf
-
-    t = fused.shape[-1]
-    k = int(t * t * discard_ratio)
-    if k == 0:
-        return fused
-    flat = tf.reshape(fused, (-1, t * t))
-    order = tf.argsort(flat, axis=-1, stable=True)
-    rank = tf.argsort(order, axis=-1, stable=True)  # position of each entry in the sorted order
-    drop = (rank < k) & (tf.range(t * t) != keep * t + keep)[None, :]
-    return tf.reshape(tf.where(drop, tf.zeros_like(flat), flat), tf.shape(fused))
-
-
-def _rollout_matrix(blocks, head_fusion: str, discard_ratio: float, keep: int):
-    """prod_l normalize((fuse(A_l) + I) / 2), later blocks on the left, in float64: (B, T, T)."""
-    import tensorflow as tf
-
-    fuse = {"mean": tf.reduce_mean, "max": tf.reduce_max, "min": tf.reduce_min}[head_fusion]
-    result = None
-    for a in blocks:
-        fused = _discard_lowest(fuse(tf.cast(a, tf.float64), axis=1), discard_ratio, keep)
-        joint = (fused + tf.eye(fused.shape[-1], dtype=tf.float64)) / 2.0
-        joint = joint / tf.reduce_sum(joint, axis=-1, keepdims=True)
-        result = joint if result is None else tf.matmul(joint, result)
-    return result
 
 
 def dataset_mean_distance(model, batches, *, renormalize: bool = False, strategy=None, jit_compile: bool = False,
