@@ -50,7 +50,7 @@ def test_explain_writes_a_figure_per_image_and_json(tmp_path, distilled_dir, cap
         assert set(record["maps"]) == set(explain_command.METHODS)
     # The maps are the library's, on the same preprocessed image.
     from vit_tf.analysis import prepare
-    from vit_tf.analysis.explain import explain
+    from vit_tf.analysis import explain
     from vit_tf.commands.common import load_for_analysis
 
     net, recipe, _ = load_for_analysis(distilled_dir)
@@ -191,3 +191,40 @@ def test_faithfulness_mirrored_on_two_logical_cpus_equals_one_device(tmp_path, d
             assert a[3] == b[3], (a, b)
         else:
             assert abs(float(a[3]) - float(b[3])) <= 2e-6, (a, b)
+
+
+EXPLAIN_MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from vit_tf.cli import main
+    folder, model, out = sys.argv[1:4]
+    common = ["explain", folder, "--model", model, "--method", "gae,rollout,transformer_attribution,smoothgrad",
+              "--steps", "3", "--samples", "2",
+              "--batch-size", "3", "--internal-batch-size", "4", "--no-figures"]
+    assert main(common + ["--out", out + "/one"]) == 0
+    assert main(common + ["--out", out + "/two", "--strategy", "mirrored"]) == 0
+""")
+
+
+def test_explain_mirrored_on_two_logical_cpus_equals_one_device(tmp_path, distilled_dir):
+    """`vit-tf explain --strategy mirrored` over two logical CPUs (batches of 3 split 2 + 1, a last batch of 2)
+    writes the single-device maps of each kind of pass (attention, float64 and pixel-gradient) to 1e-6 (relative)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):
+        write_image(folder / f"im{i}.png", (48 + 8 * i, 40), seed=i)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    run = subprocess.run([sys.executable, "-c", EXPLAIN_MIRRORED, str(folder), distilled_dir, str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one, two = [json.loads((tmp_path / name / "explain.json").read_text()) for name in ("one", "two")]
+    assert len(one["images"]) == len(two["images"]) == 5
+    for a, b in zip(one["images"], two["images"]):
+        assert a["image"] == b["image"] and a["target"]["index"] == b["target"]["index"]
+        for method in one["methods"]:
+            ref = np.asarray(a["maps"][method])
+            scale = max(np.abs(ref).max(), 1e-12)
+            assert np.abs(np.asarray(b["maps"][method]) - ref).max() <= 1e-6 * scale + 1e-8, method

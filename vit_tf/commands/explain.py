@@ -1,5 +1,9 @@
-"""`vit-tf explain IMAGE... --model M --method gae,rollout,... [--target CLASS] --out DIR`: class-specific
-explanation maps, one figure per image with every method side by side, and explain.json."""
+"""`vit-tf explain IMAGE_OR_FOLDER... --model M --method gae,rollout,... [--target CLASS] --out DIR`:
+class-specific explanation maps, one figure per image with every method side by side, and explain.json.
+
+Images are decoded one batch ahead and explained in batches (`--batch-size`) by one compiled pass for all the
+methods (`vit_tf.analysis.explanations.Explainer`), optionally split over the replicas of `--strategy`; figures
+and the JSON records are written as each batch completes, so memory stays at one batch."""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import json
 import os
 import re
 
-from .common import (add_analysis_arguments, check_image, check_model, check_output_dir, check_token,
-                     figure_label, load_for_analysis, model_config, non_negative_int, output_directory,
-                     positive_int, unit_interval, write_text)
+from .common import (add_analysis_arguments, add_compute_arguments, check_image, check_model, check_output_dir,
+                     check_token, figure_label, load_for_analysis, model_config, non_negative_int, output_directory,
+                     positive_int, unit_interval, with_dtype)
 
 # vit_tf.analysis.explain.METHODS, repeated so that parsing loads neither NumPy nor TensorFlow.
 METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention",
@@ -55,7 +59,19 @@ def method_options(args, method: str) -> dict:
         "integrated_gradients": {"steps": args.steps},
         "smoothgrad": {"samples": args.samples},
     }
-    return options[method]
+    chosen = dict(options[method])
+    if method in ("integrated_gradients", "smoothgrad") and getattr(args, "internal_batch_size", None):
+        chosen["internal_batch_size"] = args.internal_batch_size
+    return chosen
+
+
+def merged_options(args, methods) -> dict:
+    """One options dict for several methods asked for together (each option goes to the methods that take it;
+    the values agree by construction, as they come from the same flags)."""
+    merged = {}
+    for method in methods:
+        merged.update(method_options(args, method))
+    return merged
 
 
 def add_parser(subparsers):
@@ -65,13 +81,18 @@ def add_parser(subparsers):
                     "gradient rollout, GAE, transformer attribution, attention and token Grad-CAM, integrated "
                     "gradients, SmoothGrad). Writes explain_<image>.png per image and explain.json (targets, "
                     "top-5 predictions, every map at patch resolution) into --out.")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders (every image under them)")
     add_analysis_arguments(p, "output folder")
     p.add_argument("--method", type=method_list, default=DEFAULT_METHODS,
                    help=f"comma-separated methods, or 'all' ({', '.join(METHODS)})")
     p.add_argument("--target", type=non_negative_int, default=None,
                    help="class index to explain in every image (default: each image's top-1 class)")
     add_method_arguments(p)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per compiled pass")
+    p.add_argument("--internal-batch-size", type=positive_int, default=16,
+                   help="integrated_gradients / smoothgrad: (step, image) rows per forward+backward")
+    p.add_argument("--no-figures", action="store_true", help="write explain.json only (large folders)")
+    add_compute_arguments(p, strategy=True)
     p.add_argument("--dpi", type=positive_int, default=DEFAULT_DPI, help="figure resolution (pixels per inch)")
     p.set_defaults(func=run, check=check)
     return p
@@ -93,9 +114,20 @@ def check_options(args, config, name: str):
         raise ValueError(f"{name} has no classifier; methods {specific} explain a class (use attention, rollout)")
 
 
+def image_paths(items):
+    """IMAGE or FOLDER arguments -> image paths (folders: every non-hidden file under them, sorted)."""
+    from ..analysis.images import list_images
+
+    paths = []
+    for item in items:
+        paths.extend(list_images(item) if os.path.isdir(item) else [item])
+    return paths
+
+
 def check(args):
     for image in args.images:
-        check_image(image)
+        if not os.path.isdir(image):
+            check_image(image)
     check_model(args.model, args.checkpoint, args.random_weights)
     check_output_dir(args.out)
     check_options(args, model_config(args.model), args.model)
@@ -113,48 +145,108 @@ def _figure_names(paths):
     return names
 
 
+class _JsonRecords:
+    """explain.json written as the batches come: the header fields, then one image record at a time."""
+
+    def __init__(self, path: str, header: dict):
+        self.f = open(path, "w", encoding="utf-8")
+        self.f.write(json.dumps(header, indent=2)[:-2] + ',\n  "images": [\n')
+        self.count = 0
+
+    def add(self, record: dict):
+        text = json.dumps(record, indent=2).replace("\n", "\n    ")
+        self.f.write(("" if self.count == 0 else ",\n") + "    " + text)
+        self.count += 1
+
+    def close(self):
+        self.f.write("\n  ]\n}\n")
+        self.f.close()
+
+
 def run(args) -> int:
+    import sys
+
     import numpy as np
+    from tqdm import tqdm
 
     from .. import plotting
+    from ..analysis import display_images, imagenet_class_names
+    from ..analysis.explanations import Explainer
+    from ..analysis.images import iter_batches, prefetch
+    from ..distribute import is_chief, make_strategy
     from ..plotting import explanations as plotting_explain
-    from ..analysis import imagenet_class_names, prepare, top_k
-    from ..analysis.explain import explain
 
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede other TensorFlow work
     net, recipe, info = load_for_analysis(args.model, args.checkpoint, args.random_weights, args.seed)
     check_options(args, net.config, info["name"])
+    if args.dtype != "float32":
+        net = with_dtype(net, args.dtype)
+    paths = image_paths(args.images)
     names = imagenet_class_names() if net.config.num_classes == 1000 else None
     label = figure_label(info)
-    figures, records = [], []
-    for path, figure_name in zip(args.images, _figure_names(args.images)):
-        x, display = prepare(path, recipe, net.config.patch_size)
-        logits = np.asarray(net(x, return_attention=False)[0], np.float64)
-        prediction = top_k(logits, 5, names)[0] if net.config.num_classes else []
-        maps = {}
-        target = args.target if args.target is not None else (int(logits[0].argmax()) if len(prediction) else None)
-        for method in args.method:
-            maps[method] = explain(net, x, method, target=target, **method_options(args, method))[0]
-        if target is not None:
-            z = logits[0] - logits[0].max()
-            p = float(np.exp(z[target]) / np.exp(z).sum())
-            class_name = names[target] if names else f"class {target}"
-            what = f"{class_name!r} (class {target}, p = {p:.1%})"
-            target_record = {"index": target, "label": class_name, "probability": p}
-        else:
-            what, target_record = "(no classifier)", None
-        title = f"{label}: explanations of {what} for {os.path.basename(path)}"
-        figures.append((figure_name, plotting_explain.explain_figure(display, maps, title=title)))
-        records.append({"image": path, "figure": figure_name, "target": target_record, "prediction": prediction,
-                        "grid": list(maps[args.method[0]].shape),
-                        "maps": {m: np.round(v, 8).tolist() for m, v in maps.items()}})
-    report = {"model": info["name"], "weights": info["source"], "methods": args.method,
+    explainer = Explainer(net, args.method, strategy=strategy, **merged_options(args, args.method))
+    figure_names = dict(zip(paths, _figure_names(paths)))
+    header = {"model": info["name"], "weights": info["source"], "dtype": args.dtype, "methods": args.method,
               "options": {m: method_options(args, m) for m in args.method},
-              "maps": "at patch resolution (gh, gw), row-major, float64 as computed (not normalised)",
-              "images": records}
+              "maps": "at patch resolution (gh, gw), row-major, float64 as computed (not normalised)"}
+    skipped = []
+
+    def skip(path, reason):
+        skipped.append(path)
+        tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+
+    chief = is_chief(strategy)
     with output_directory(args.out) as tmp:
-        for figure_name, fig in figures:
-            plotting.save_figure(fig, os.path.join(tmp, figure_name), args.dpi)
-        write_text(os.path.join(tmp, "explain.json"), json.dumps(report, indent=2) + "\n")
-    print(f"{info['name']}: {len(args.method)} methods on {len(records)} image(s); figures and explain.json in "
-          f"{args.out}")
+        records = _JsonRecords(os.path.join(tmp, "explain.json"), header) if chief else None
+        batches = prefetch(iter_batches(paths, recipe, net.config.patch_size, args.batch_size, on_skip=skip))
+        with tqdm(total=len(paths), desc=f"{info['name']} explain", unit="img", file=sys.stderr,
+                  disable=len(paths) < 2) as bar:
+            for x, batch_paths in batches:
+                maps, targets, logits = explainer(x, args.target)
+                bar.update(len(batch_paths))
+                if not chief:
+                    continue
+                display = display_images(x, recipe.mean, recipe.std)
+                for i, path in enumerate(batch_paths):
+                    image_maps = {m: v[i] for m, v in maps.items()}
+                    target = int(targets[i]) if net.config.num_classes else None
+                    record = _record(path, image_maps, target, np.asarray(logits[i], np.float64), names)
+                    if not args.no_figures:
+                        what = _what(record["target"])
+                        title = f"{label}: explanations of {what} for {os.path.basename(path)}"
+                        fig = plotting_explain.explain_figure(display[i], image_maps, title=title)
+                        plotting.save_figure(fig, os.path.join(tmp, figure_names[path]), args.dpi)
+                        record["figure"] = figure_names[path]
+                    records.add(record)
+        if not chief:
+            return 0
+        if records.count == 0:
+            raise ValueError(f"no image could be read ({len(skipped)} skipped)")
+        records.close()
+    print(f"{info['name']}: {len(args.method)} methods on {records.count} image(s); "
+          f"{'figures and ' if not args.no_figures else ''}explain.json in {args.out}")
     return 0
+
+
+def _record(path, maps, target, logits, names) -> dict:
+    """One image's JSON record: target (index, label, probability), top-5 prediction, grid and maps."""
+    import numpy as np
+
+    from ..analysis import top_k
+
+    if target is None:  # no classifier: `logits` are features
+        target_record, prediction = None, []
+    else:
+        z = logits - logits.max()
+        p = float(np.exp(z[target]) / np.exp(z).sum())
+        target_record = {"index": target, "label": names[target] if names else f"class {target}", "probability": p}
+        prediction = top_k(logits[None], 5, names)[0]
+    first = next(iter(maps.values()))
+    return {"image": path, "figure": None, "target": target_record, "prediction": prediction,
+            "grid": list(first.shape), "maps": {m: np.round(v, 8).tolist() for m, v in maps.items()}}
+
+
+def _what(target_record) -> str:
+    if target_record is None:
+        return "(no classifier)"
+    return f"{target_record['label']!r} (class {target_record['index']}, p = {target_record['probability']:.1%})"

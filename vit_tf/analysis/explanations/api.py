@@ -169,22 +169,25 @@ class Explainer:
     (`explain` is a one-batch Explainer; the command line streams datasets through one).
 
     Args:
-        model: a `VisionTransformer`; with a strategy, built under its scope (`vit_tf.distribute.replicate_model`).
+        model: a `VisionTransformer`.
         methods: a method name or a list of them (`METHODS`).
-        strategy: None, or a `tf.distribute.Strategy`: then call it on distributed batches
-            (`vit_tf.distribute.distribute_batches` of a dataset of (images, targets) pairs); each replica runs the
-            compiled step on its slice and the results are gathered in batch order, equal to a single-device run.
+        strategy: None, or a `tf.distribute.Strategy` ("mirrored" over local devices, "multiworker" across hosts:
+            `vit_tf.distribute.make_strategy`): the model is mirrored once, each batch is split over the replicas
+            (every worker of a multi-worker run passes the same global batch and computes its shard), each replica
+            runs the compiled step on its slice and the results are gathered in batch order on every worker —
+            the single-device numbers.
         options: as `explain` takes them.
 
-    Call: `explainer(images, target=None)`, images (B, H, W, 3) and target as in `explain`; with a strategy,
-    `explainer(images, targets)` with the distributed (B,) int64 targets, -1 for "top-1 class".
+    Call: `explainer(images, target=None)`, images (B, H, W, 3) and target as in `explain`.
     Returns (maps {method: (B, gh, gw) float64}, targets (B,) int64 explained, logits (B, classes) float32 — or
     the features for a model without classifier), NumPy.
     """
 
     def __init__(self, model, methods, *, strategy=None, **options):
-        self.model, self.strategy, self.options = model, strategy, dict(options)
+        from ...distribute import replicate_model
+
         self.methods, _ = _check_methods(model, methods, options)
+        self.model, self.strategy, self.options = replicate_model(model, strategy), strategy, dict(options)
         self.pixel = tuple(pixels.pixel_options(m, **{k: v for k, v in options.items()
                                                       if k in OPTIONS[m] and k not in ("baseline", "seed")})
                            for m in self.methods if m in PIXEL_METHODS)
@@ -216,16 +219,15 @@ class Explainer:
     def __call__(self, images, target=None):
         import tensorflow as tf
 
-        if self.strategy is None:
-            x, _ = check_images(self.model, images)
-            t = check_targets(target if self.specific else None, int(x.shape[0]),
-                              max(self.model.config.num_classes, 1))
-            targets = tf.constant(t)
-            shape = tuple(int(v) for v in x.shape)
-        else:
-            x, targets = images, target
-            shape = tuple(int(v) for v in self.strategy.experimental_local_results(images)[0].shape)
-            shape = (1,) + shape[1:]
+        x, _ = check_images(self.model, images)
+        t = check_targets(target if self.specific else None, int(x.shape[0]), max(self.model.config.num_classes, 1))
+        targets = tf.constant(t)
+        shape = tuple(int(v) for v in x.shape)
+        if self.strategy is not None:
+            from ...distribute import distribute_batches
+
+            batch = tf.data.Dataset.from_tensor_slices((x, targets)).batch(max(1, shape[0]))
+            x, targets = next(iter(distribute_batches(self.strategy, batch)))
         plan = self._plan_for(shape[1:3])
         baseline, noise = self._extras(shape)
         if self.strategy is not None and baseline.shape[0] > 1:

@@ -187,7 +187,8 @@ def pixel_values(model, images, targets, baseline, noise, options: PixelOptions)
             logits = tf.cast(model(inputs, training=False, return_attention=False)[0], tf.float32)
             y = tf.reduce_sum(tf.gather(logits, tf.gather(targets, image), axis=1, batch_dims=1))
         grad = tf.cast(tape.gradient(y, inputs), tf.float64)
-        return start + options.rows, total + tf.math.unsorted_segment_sum(grad, image, b)
+        summed = tf.ensure_shape(tf.math.unsorted_segment_sum(grad, image, b), total.shape)
+        return start + options.rows, total + summed
 
     total0 = tf.zeros(tf.shape(x), tf.float64)
     _, total = tf.while_loop(lambda start, total: start < n_rows, body, (tf.constant(0), total0),
