@@ -225,6 +225,24 @@ class VisionTransformer(keras.Model):
         # A Keras layer call casts its input to the layer's dtype, so dropout is called only where it acts.
         return self.pos_drop(x, training=training) if training and self.drop_rate > 0 else x
 
+    def embed(self, images) -> tf.Tensor:
+        """Eval-mode token embedding: images (B, H, W, 3) -> tokens (B, T, D) in the compute dtype (patches plus
+        their position embeddings, resampled to the grid, after the prefix tokens). `forward_tokens` runs the rest,
+        so that a caller can change the sequence in between (drop patches, reorder them)."""
+        return self._embed(images, False)
+
+    def forward_tokens(self, tokens, head_mask=None) -> Dict[str, tf.Tensor]:
+        """Every block, the final norm and the heads on a token sequence (B, T', D) in the compute dtype — any
+        length, prefix tokens first (the heads read them). Returns `forward_head`'s outputs dict."""
+        head_mask = self._check_head_mask(head_mask)
+        b, n, d = tf.shape(tokens)[0], tf.shape(tokens)[1], self.config.embed_dim
+        x = tf.reshape(tokens, (-1, d))
+        hidden = []
+        for i, block in enumerate(self.blocks):
+            x, _ = block.forward(x, b, n, head_mask=self._block_mask(head_mask, i))
+            hidden.append(tf.reshape(x, (b, n, d)))
+        return self.forward_head(layer_norm(self.norm, hidden[-1]), hidden)
+
     def position_embedding(self) -> np.ndarray:
         """(1, P + gh * gw, D) float32: the position embedding each token receives at `img_size`, prefix tokens
         first. Prefix tokens of a `no_embed_class` model receive none (zero rows), so that analysis code can drop

@@ -325,7 +325,7 @@ def vit_representations(model, tokens: Union[str, Sequence[str]] = "cls",
     choice in `tokens` (see `token_features`), in that order (layers outer, token choices inner).
 
     `num_register_tokens` defaults to `model.config.num_register_tokens` (0 when the config has none). The
-    embedding is recomputed by `model._embed` beside `forward_features` (one convolution, well under 1% of a
+    embedding is recomputed by `model.embed` beside `forward_features` (one convolution, well under 1% of a
     forward pass) because `forward_features` does not return it.
     """
     import tensorflow as tf
@@ -346,7 +346,7 @@ def vit_representations(model, tokens: Union[str, Sequence[str]] = "cls",
         return tf.reshape(part, (tf.shape(x)[0], -1))
 
     def fn(images):
-        embedded = model._embed(images, False)
+        embedded = model.embed(images)
         final, _, hidden = model.forward_features(images, training=False, return_hidden=True, return_attention=False)
         return [reduce(x, s) for x in [embedded, *hidden, final] for s in spans]
 

@@ -47,17 +47,14 @@ def _blocks_and_head(model, tokens):
     """Tokens (B, T, D) after the embedding -> float32 logits (B, classes): every block, final norm, head."""
     import tensorflow as tf
 
-    h = tokens
-    for block in model.blocks:
-        h, _ = block(h, training=False, return_attention=False)
-    return tf.cast(model.forward_head(model.norm(h))["logits"], tf.float32)
+    return tf.cast(model.forward_tokens(tokens)["logits"], tf.float32)
 
 
 def _build_subset(model):
     import tensorflow as tf
 
     def fn(images, keep):
-        tokens = model._embed(images, False)  # the model's embedding; no public per-token entry point yet
+        tokens = model.embed(images)
         p = model.config.num_prefix_tokens
         patches = tf.gather(tokens[:, p:], keep, axis=1, batch_dims=1)
         return _blocks_and_head(model, tf.concat([tokens[:, :p], patches], axis=1))
@@ -84,7 +81,7 @@ def _build_tokens(model):
 
     def fn(images, ranks, kept, index, lo, hi):
         # ranks (B, N) patch ranks; every variant keeps the same number `kept` of patches (one sequence length).
-        tokens = model._embed(tf.gather(images, index), False)
+        tokens = model.embed(tf.gather(images, index))
         p = model.config.num_prefix_tokens
         r = tf.gather(ranks, index)
         keep = (r < lo[:, None]) | (r >= hi[:, None])
