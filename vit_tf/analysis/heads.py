@@ -12,7 +12,9 @@ each head's attention.
   that these per-example values sum to the gradient of the batch loss in the gate.
 - Ablation: accuracy with head h removed (its gate 0, every other head kept) minus accuracy with all heads (paper,
   Sec. 3.2 and Table 1). Without labels, "accuracy" is agreement with the unmasked model's top-1 (so the baseline
-  is 1) and the loss above is the cross-entropy against that top-1.
+  is 1) and the loss above is the cross-entropy against that top-1. The 1 + depth x heads variants of a batch run
+  as stacked rows (image, mask) with per-row head masks (B, depth, heads), `ablation_batch_size` rows per forward
+  call, in one traced loop.
 - Entropy: see `attention_entropy`.
 """
 
@@ -133,7 +135,7 @@ class HeadStatistics:
     """
 
     def __init__(self, model, *, importance: bool = True, ablation: bool = True, entropy: bool = True,
-                 queries: str = "all"):
+                 queries: str = "all", ablation_batch_size: int = 64):
         from .distance import RunningMoments
 
         c = model.config
@@ -146,6 +148,9 @@ class HeadStatistics:
         self.num_prefix_tokens, self.num_classes = c.num_prefix_tokens, c.num_classes
         self.options = dict(importance=importance, ablation=ablation, entropy=entropy)
         self.queries = queries
+        if ablation_batch_size < 1:
+            raise ValueError(f"ablation_batch_size must be at least 1, got {ablation_batch_size}")
+        self.ablation_batch_size = int(ablation_batch_size)
         self.labelled: Optional[bool] = None
         self.count = 0
         self._importance = np.zeros((self.depth, self.heads))
@@ -167,7 +172,7 @@ class HeadStatistics:
                 fn = functools.partial(self._gradients, use_labels=options[0], with_gradients=options[1])
                 signature = [spec, tf.TensorSpec((None,), tf.int32)]
             else:
-                fn, signature = self._top1, [spec, tf.TensorSpec((self.depth, self.heads), tf.float32)]
+                fn, signature = self._ablation_hits, [spec, tf.TensorSpec((None,), tf.int32)]
             self._steps[key] = tf.function(fn, input_signature=signature)
         return self._steps[key]
 
@@ -206,11 +211,29 @@ class HeadStatistics:
             result["tokens"] = tf.shape(maps[0])[-1]
         return result
 
-    def _top1(self, images, mask):
+    def _ablation_hits(self, images, target):
+        """-> (1 + depth * heads,) int32 hits: variant 0 keeps every head, variant 1 + l * heads + h removes head h
+        of block l. Rows (variant, image) run `ablation_batch_size` at a time with per-row head masks."""
         import tensorflow as tf
 
-        logits, _ = self.model(images, training=False, return_attention=False, head_mask=mask)
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        b = tf.shape(images)[0]
+        variants = 1 + self.depth * self.heads
+        n_rows = variants * b
+        size = self.ablation_batch_size
+
+        def body(start, hits):
+            r = tf.range(start, tf.minimum(start + size, n_rows))
+            variant, image = r // b, r % b  # variant-major rows
+            removed = tf.one_hot(variant - 1, self.depth * self.heads, dtype=tf.float32)  # variant 0: none
+            masks = tf.reshape(1.0 - removed, (-1, self.depth, self.heads))
+            logits, _ = self.model(tf.gather(images, image), training=False, return_attention=False, head_mask=masks)
+            hit = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.gather(target, image)),
+                          tf.int32)
+            return start + size, hits + tf.math.unsorted_segment_sum(hit, variant, variants)
+
+        _, hits = tf.while_loop(lambda start, hits: start < n_rows, body,
+                                (tf.constant(0), tf.zeros((variants,), tf.int32)), parallel_iterations=1)
+        return hits
 
     # -- accumulation --------------------------------------------------------------------------------------------
     def update(self, images, labels=None) -> "HeadStatistics":
@@ -252,17 +275,14 @@ class HeadStatistics:
                 self._entropy.update(out["entropy"].numpy())
                 self._tokens = int(out["tokens"])
         if self.options["ablation"]:
-            ones = np.ones((self.depth, self.heads), np.float32)
-            top1 = self._step("top1", x)
-            base = top1(x, tf.constant(ones)).numpy()
-            target = y.numpy() if labelled else base
-            self._hits_base += int((base == target).sum())
-            for layer in range(self.depth):
-                for head in range(self.heads):
-                    mask = ones.copy()
-                    mask[layer, head] = 0.0
-                    pred = top1(x, tf.constant(mask)).numpy()
-                    self._hits[layer, head] += int((pred == target).sum())
+            if labelled:
+                target = y
+            else:  # agreement with the unmasked top-1
+                logits, _ = self.model(x, training=False, return_attention=False)
+                target = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            hits = self._step("ablation", x)(x, target).numpy()
+            self._hits_base += int(hits[0])
+            self._hits += hits[1:].reshape(self.depth, self.heads)
         self.count += b
         return self
 
@@ -308,7 +328,7 @@ def labelled_batches(batches: Iterable, labels=None) -> Iterator[Tuple[object, O
 
 
 def head_statistics(model, batches, labels=None, *, importance: bool = True, ablation: bool = True,
-                    entropy: bool = True, queries: str = "all",
+                    entropy: bool = True, queries: str = "all", ablation_batch_size: int = 64,
                     on_batch: Optional[Callable[[int], None]] = None) -> HeadResult:
     """Importance, ablation and entropy of every head over a dataset in one pass over the batches.
 
@@ -318,11 +338,13 @@ def head_statistics(model, batches, labels=None, *, importance: bool = True, abl
         labels: class indices of all images in order, or None (then labels from the batches, or none: agreement
             with the unmasked top-1).
         importance, ablation, entropy, queries: what to compute (see `HeadStatistics`).
+        ablation_batch_size: (mask, image) rows per forward call of the ablation.
         on_batch: called with each batch's number of images.
     Returns:
         `HeadResult`.
     """
-    stats = HeadStatistics(model, importance=importance, ablation=ablation, entropy=entropy, queries=queries)
+    stats = HeadStatistics(model, importance=importance, ablation=ablation, entropy=entropy, queries=queries,
+                           ablation_batch_size=ablation_batch_size)
     for images, y in labelled_batches(batches, labels):
         stats.update(images, y)
         if on_batch is not None:
@@ -338,10 +360,12 @@ def head_importance(model, batches, labels=None, *, normalize: bool = True) -> n
     return r.importance if normalize else r.importance_raw
 
 
-def head_ablation(model, batches, labels=None) -> np.ndarray:
+def head_ablation(model, batches, labels=None, *, batch_size: int = 64) -> np.ndarray:
     """(depth, heads) float64: accuracy with the head alone removed minus accuracy with every head, as a fraction of
-    the images (agreement with the unmasked top-1 without labels). Negative: the head helps."""
-    return head_statistics(model, batches, labels, importance=False, ablation=True, entropy=False).ablation
+    the images (agreement with the unmasked top-1 without labels). Negative: the head helps. `batch_size`: (mask,
+    image) rows per forward call."""
+    return head_statistics(model, batches, labels, importance=False, ablation=True, entropy=False,
+                           ablation_batch_size=batch_size).ablation
 
 
 __all__ = ["HeadResult", "HeadStatistics", "QUERIES", "attention_entropy", "head_ablation", "head_importance",
