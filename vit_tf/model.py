@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from .configs import ViTConfig
+from .hardware import warn_if_emulated
 from .registry import Recipe
 from .layers import PACKAGE, PatchEmbed, TransformerBlock, layer_norm, linear, patch_conv, resample_grid, wide_dtype
 
@@ -39,8 +40,10 @@ class VisionTransformer(keras.Model):
         recipe: the eval preprocessing (`vit_tf.Recipe` or its dict); default: timm's generic recipe at `img_size`.
         weight_name: the registry weight name whose config and recipe the model follows, or None.
         dtype, trainable, name: Keras's own arguments. `dtype="bfloat16"`, `"float16"` or a mixed policy
-            (`"mixed_bfloat16"`) computes the blocks in that type; the softmax, the returned attention and the
-            outputs stay float32, and so does the classifier.
+            (`"mixed_bfloat16"`) computes the blocks in that type; the softmax, the LayerNorms, the returned
+            attention and the outputs stay float32, and so does the classifier. `"bfloat16"` is the fast path on
+            GPUs and on CPUs with AVX-512-BF16 or AMX (`vit_tf.hardware`); elsewhere it is emulated, slower than
+            float32, and a warning says so.
 
     Call: `model(images, training=False, return_attention=None, head_mask=None)` with images (B, H, W, 3), already
     preprocessed; H and W must be multiples of the patch size (other sizes than `img_size` resample the position
@@ -87,6 +90,7 @@ class VisionTransformer(keras.Model):
         self.weight_name = weight_name
         c = config
         policy = self.dtype_policy
+        warn_if_emulated(policy.compute_dtype)
         self.patch_embed = PatchEmbed(c.patch_size, c.embed_dim, name="patch_embed", dtype=policy)
         self.pos_drop = keras.layers.Dropout(drop_rate, dtype=policy)
         self.blocks = [
