@@ -1,23 +1,31 @@
-"""Forward-pass speed of vit_tf against timm, measured in one process with the same threads, each side doing the
-same work once.
+"""Forward-pass speed of vit_tf against timm, measured in one process, each side doing the same work once.
 
-    python benchmarks/bench_forward.py [--model vit_base_patch16_224] [--batch 8] [--repeats 5]
+    python benchmarks/bench_forward.py [--models vit_small_patch16_224,vit_base_patch16_224] [--batches 8,32]
+                                       [--rounds 5] [--calls 2] [--no-bf16] [--xla] [--eager]
 
-Rows (random weights; speed does not depend on them):
-  - vit_tf in graph mode (`tf.function`), XLA (`jit_compile=True`) and eager, each returning every block's map, the
-    last block's map, or none (fused attention); bfloat16 in graph mode;
-  - timm with fused attention (`F.scaled_dot_product_attention`, no maps): one forward;
-  - timm unfused with `timm.utils.AttentionExtract` hooks (the same maps as ours): one forward — the extractor runs
-    the model itself, so it is timed alone (timing it beside another forward would count timm twice);
-  - a 2048x2048 float32 matmul in TensorFlow: the machine's reachable peak.
-It prints images/s, GFLOP/s (analytic FLOPs of the forward pass) and each ratio, then the bfloat16 error of the
-attention and of the mean attention distance against float32 on the same weights. No assertions: reports only.
+For each model and batch, the sides run in alternating blocks: in every round each side is called once untimed
+(the call after switching pays for the other framework's threads still spinning, and a first call's tracing), then
+`--calls` timed calls whose median is the side's time in that round. Ratios are taken within a round (timm's time
+/ ours: above 1 means vit_tf is faster); the report gives the median over rounds and the range (min-max), since
+one ratio on a shared 2-core CPU swings by +-25 %.
+
+Sides (random weights; speed does not depend on them):
+  float32  vit_tf `tf.function`, every block's map / no maps  vs  timm + `AttentionExtract` (unfused attention, the
+           same maps; the extractor runs the model itself, so it is timed alone) / timm fused (SDPA, no maps).
+  bfloat16 vit_tf `dtype="bfloat16"`, every map / no maps  vs  the same timm sides under
+           `torch.autocast("cpu", torch.bfloat16)` (only where the CPU has bfloat16 units, unless --bf16-anyway).
+  --xla, --eager: vit_tf with `jit_compile=True` / called eagerly, against the same timm sides.
+Every returned array reaches the host on both sides (`.numpy()`), as users need them.
+
+Then the bfloat16 error against float32 on the same weights: logits, attention maps, mean attention distance.
+Prints the machine (CPU model, flags that matter, TensorFlow / torch versions). Reports only: no assertions.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import time
 
@@ -32,104 +40,136 @@ import timm  # noqa: E402
 from timm.utils import AttentionExtract  # noqa: E402
 
 import vit_tf  # noqa: E402
-from vit_tf import analysis  # noqa: E402
+from vit_tf import analysis, hardware  # noqa: E402
 
 
-def median_time(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()  # tracing, compilation, allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    flags = sorted(f for f in hardware.cpu_flags() if f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16",
+                                                             "avx512_vnni", "avx512_fp16"))
+    return (f"{model}, {os.cpu_count()} logical CPUs; flags: {' '.join(flags) or 'none of avx2/avx512'}; bfloat16 "
+            f"path: {hardware.bfloat16_path()}; TensorFlow {tf.__version__}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), timm {timm.__version__}")
 
 
-def forward_flops(config, height, width) -> float:
-    """Multiply-adds x 2 of one image's forward pass (patch embedding, blocks, head)."""
-    d, m, p = config.embed_dim, config.mlp_dim, config.patch_size
-    n = config.num_prefix_tokens + (height // p) * (width // p)
-    patches = (height // p) * (width // p)
-    per_block = 2 * n * d * 3 * d + 2 * 2 * n * n * d + 2 * n * d * d + 2 * 2 * n * d * m
-    return 2 * patches * 3 * p * p * d + config.depth * per_block + 2 * d * max(config.num_classes, 0)
+def alternate(sides: dict, rounds: int, calls: int) -> dict:
+    """{label: fn} -> {label: [seconds per call, one median per round]}; blocks alternate between sides."""
+    times = {label: [] for label in sides}
+    for _ in range(rounds):
+        for label, fn in sides.items():
+            fn()  # after switching: untimed
+            per_call = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                per_call.append(time.perf_counter() - start)
+            times[label].append(statistics.median(per_call))
+    return times
 
 
-def matmul_peak(repeats) -> float:
-    a = tf.random.normal((2048, 2048))
-    mm = tf.function(lambda x: tf.matmul(x, x))
-    t = median_time(lambda: mm(a).numpy(), repeats)
-    return 2 * 2048 ** 3 / t / 1e9
+def ratio_text(theirs, ours) -> str:
+    r = [t / o for t, o in zip(theirs, ours)]
+    return f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
+
+
+def to_host(pair):
+    return [v.numpy() for v in tf.nest.flatten(pair)]
+
+
+def bench(name: str, batch: int, args) -> None:
+    ref = timm.create_model(name, pretrained=False).eval()
+    ours = vit_tf.create_model(name)
+    vit_tf.load_timm_state_dict(ours, {k: v.numpy() for k, v in ref.state_dict().items()})
+    h, w = ours.config.img_size
+    images = np.random.RandomState(0).randn(batch, h, w, 3).astype("float32")
+    x_torch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    x_tf = tf.constant(images)
+    unfused = timm.create_model(name, pretrained=False).eval()
+    unfused.load_state_dict(ref.state_dict())
+    for module in unfused.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    extractor = AttentionExtract(unfused, method="hook")
+
+    def timm_side(fn, bf16=False):
+        def run():
+            with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                out = fn(x_torch)
+            return [v.float().numpy() for v in (out.values() if isinstance(out, dict) else [out])]
+        return run
+
+    def ours_side(model, request, jit=False, eager=False):
+        if eager:
+            return lambda: to_host(model(x_tf, return_attention=request))
+        fn = tf.function(lambda x: model(x, return_attention=request), jit_compile=jit)
+        return lambda: to_host(fn(x_tf))
+
+    groups = [("float32", {"vit_tf, every map": ours_side(ours, True), "timm + AttentionExtract": timm_side(extractor),
+                           "vit_tf, no maps": ours_side(ours, False), "timm fused": timm_side(ref)})]
+    pairs = [("vit_tf, every map", "timm + AttentionExtract"), ("vit_tf, no maps", "timm fused")]
+    low = None
+    if not args.no_bf16 and (hardware.bfloat16_path() != "CPU, emulated" or args.bf16_anyway):
+        low = vit_tf.factory.rebuild(ours, dtype="bfloat16")
+        groups.append(("bfloat16", {"vit_tf bf16, every map": ours_side(low, True),
+                                    "timm bf16 + AttentionExtract": timm_side(extractor, True),
+                                    "vit_tf bf16, no maps": ours_side(low, False),
+                                    "timm bf16 fused": timm_side(ref, True)}))
+        pairs += [("vit_tf bf16, every map", "timm bf16 + AttentionExtract"),
+                  ("vit_tf bf16, no maps", "timm bf16 fused")]
+    if args.xla or args.eager:
+        extra = {}
+        if args.xla:
+            extra["vit_tf XLA, every map"] = ours_side(ours, True, jit=True)
+            extra["vit_tf XLA, no maps"] = ours_side(ours, False, jit=True)
+            pairs += [("vit_tf XLA, every map", "timm + AttentionExtract"), ("vit_tf XLA, no maps", "timm fused")]
+        if args.eager:
+            extra["vit_tf eager, every map"] = ours_side(ours, True, eager=True)
+            extra["vit_tf eager, no maps"] = ours_side(ours, False, eager=True)
+            pairs += [("vit_tf eager, every map", "timm + AttentionExtract"),
+                      ("vit_tf eager, no maps", "timm fused")]
+        groups.append(("other", {**extra, "timm + AttentionExtract": timm_side(extractor),
+                                 "timm fused": timm_side(ref)}))
+    print(f"\n{name}, batch {batch}, {h}x{w}: {args.rounds} rounds x {args.calls} timed calls per side")
+    print(f"  {'side':34s} {'ms/batch':>9s} {'img/s':>7s}   {'timm / vit_tf: median (range)':s}")
+    for group, sides in groups:
+        times = alternate(sides, args.rounds, args.calls)
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        for label, t in medians.items():
+            line = f"  {label:34s} {t * 1000:9.0f} {batch / t:7.2f}"
+            for ours_label, theirs_label in pairs:
+                if label == ours_label and theirs_label in times:
+                    line += f"   vs {theirs_label}: {ratio_text(times[theirs_label], times[label])}"
+            print(line, flush=True)
+    if low is not None:
+        logits32, att32 = ours(x_tf)
+        logits16, att16 = low(x_tf)
+        att_err = max(float(np.max(np.abs(att16[k].numpy() - att32[k].numpy()))) for k in att32)
+        common = dict(patch_size=ours.config.patch_size, num_prefix_tokens=ours.config.num_prefix_tokens)
+        d32 = analysis.mean_attention_distance(att32, **common)
+        d16 = analysis.mean_attention_distance(att16, **common)
+        top1 = float(np.mean(np.argmax(logits32, -1) == np.argmax(logits16, -1)))
+        print(f"  bfloat16 vs float32, same weights: max |d logits| {np.max(np.abs(logits16 - logits32)):.3g} (of "
+              f"max |logit| {np.max(np.abs(logits32)):.3g}), top-1 agreement {top1:.0%}, max |d attention| "
+              f"{att_err:.2e}, max |d mean distance| {np.max(np.abs(d16 - d32)):.3f} px (of up to "
+              f"{np.max(d32):.1f} px)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="vit_base_patch16_224")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default="vit_small_patch16_224,vit_base_patch16_224")
+    parser.add_argument("--batches", default="8,32")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--bf16-anyway", action="store_true", help="time bfloat16 even where it is emulated")
+    parser.add_argument("--xla", action="store_true")
+    parser.add_argument("--eager", action="store_true")
     args = parser.parse_args()
-
-    ref = timm.create_model(args.model, pretrained=False).eval()
-    ours = vit_tf.create_model(args.model)
-    vit_tf.load_timm_state_dict(ours, {k: v.numpy() for k, v in ref.state_dict().items()})
-    c = ours.config
-    h, w = c.img_size
-    images = np.random.RandomState(0).randn(args.batch, h, w, 3).astype("float32")
-    x_torch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    x_tf = tf.constant(images)
-    flops = forward_flops(c, h, w) * args.batch
-
-    def to_host(pair):
-        return [v.numpy() for v in tf.nest.flatten(pair)]  # every returned array reaches the host, as users need
-
-    rows = []
-    requests = {"all maps": True, "last map": [-1], "no maps": False}
-    for mode, jit in (("graph", False), ("XLA", True)):
-        for label, request in requests.items():
-            fn = tf.function(lambda x, r=request: ours(x, return_attention=r), jit_compile=jit)
-            rows.append((f"vit_tf {mode}, {label}", median_time(lambda: to_host(fn(x_tf)), args.repeats)))
-    for label, request in requests.items():
-        rows.append((f"vit_tf eager, {label}", median_time(lambda r=request: to_host(ours(x_tf, return_attention=r)),
-                                                          args.repeats)))
-    low = vit_tf.factory.rebuild(ours, dtype="bfloat16")
-    for label, request in requests.items():
-        fn = tf.function(lambda x, r=request: low(x, return_attention=r))
-        rows.append((f"vit_tf graph bfloat16, {label}", median_time(lambda: to_host(fn(x_tf)), args.repeats)))
-
-    with torch.no_grad():
-        t_fused = median_time(lambda: ref(x_torch), args.repeats)
-        for module in ref.modules():
-            if hasattr(module, "fused_attn"):
-                module.fused_attn = False
-        extractor = AttentionExtract(ref, method="hook")
-        t_maps = median_time(lambda: extractor(x_torch), args.repeats)  # one forward: the extractor runs the model
-    peak = matmul_peak(args.repeats)
-
-    print(f"model {args.model}, batch {args.batch}, {h}x{w}, median of {args.repeats}; threads: TF intra-op "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}, torch "
-          f"{torch.get_num_threads()}; forward {forward_flops(c, h, w) / 1e9:.1f} GFLOP/image")
-    print(f"TF float32 2048^2 matmul: {peak:.0f} GFLOP/s (reachable peak)")
-    print(f"{'':44s} {'ms/batch':>9s} {'img/s':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'/timm fused':>11s} "
-          f"{'/timm maps':>10s}")
-    rows += [("timm fused (no maps)", t_fused), ("timm unfused + AttentionExtract (all maps)", t_maps)]
-    for label, t in rows:
-        gflops = flops / t / 1e9
-        # ratio = their time / our time: > 1 means we are faster
-        print(f"{label:44s} {t * 1000:9.1f} {args.batch / t:7.2f} {gflops:8.1f} {100 * gflops / peak:6.0f}% "
-              f"{t_fused / t:11.2f} {t_maps / t:10.2f}")
-    times = dict(rows)
-    print(f"bfloat16 speed-up over float32 (graph, no maps): "
-          f"{times['vit_tf graph, no maps'] / times['vit_tf graph bfloat16, no maps']:.2f}x; "
-          f"(graph, all maps): {times['vit_tf graph, all maps'] / times['vit_tf graph bfloat16, all maps']:.2f}x")
-
-    _, att32 = ours(x_tf)
-    _, att16 = low(x_tf)
-    att_err = max(float(np.max(np.abs(att16[k].numpy() - att32[k].numpy()))) for k in att32)
-    common = dict(patch_size=c.patch_size, num_prefix_tokens=c.num_prefix_tokens)
-    d32 = analysis.mean_attention_distance(att32, **common)
-    d16 = analysis.mean_attention_distance(att16, **common)
-    print(f"bfloat16 vs float32 (same weights): max |d attention| {att_err:.2e}, max |d mean distance| "
-          f"{np.max(np.abs(d16 - d32)):.3f} px (of up to {np.max(d32):.1f} px)")
+    print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d')}")
+    for name in args.models.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            bench(name, batch, args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 _CACHE = "_vit_tf_compiled_functions"  # attribute holding a model's traced functions
 
 
-def compiled(model, name: str, build, jit_compile: bool = False):
+def compiled(model, name: str, build, jit_compile: bool = False, input_signature=None):
     """`tf.function(build(model))` made once per model and name (batch sizes vary without retracing). Kept on the
     model itself (set past Keras's attribute tracking), so the functions go with it when it is freed.
 
@@ -18,7 +18,7 @@ def compiled(model, name: str, build, jit_compile: bool = False):
         model: any object (a `VisionTransformer` in this package).
         name: the purpose; one function per name.
         build: `build(model) -> python function` to trace.
-        jit_compile: passed to `tf.function`.
+        jit_compile, input_signature: passed to `tf.function` (with a signature, no retracing at all).
     """
     import tensorflow as tf
 
@@ -27,7 +27,8 @@ def compiled(model, name: str, build, jit_compile: bool = False):
         fns = {}
         object.__setattr__(model, _CACHE, fns)
     if name not in fns:
-        fns[name] = tf.function(build(model), reduce_retracing=True, jit_compile=jit_compile)
+        fns[name] = tf.function(build(model), reduce_retracing=input_signature is None, jit_compile=jit_compile,
+                                input_signature=input_signature)
     return fns[name]
 
 

@@ -158,23 +158,24 @@ class HeadStatistics:
         self._tokens: Optional[int] = None
         self._hits_base = 0
         self._hits = np.zeros((self.depth, self.heads), np.int64)
-        self._steps = {}  # traced steps by (kind, image height, width, options)
 
     def _step(self, kind: str, images, *options):
-        """The traced step `kind` for this image size: traced once for every batch size (the batch axis is None in
-        its signature), so a short last batch costs no second trace."""
+        """The traced step `kind` for this image size, kept on the model (`engine.compiled`), so that every
+        `HeadStatistics` of the same model and options reuses it; traced once for every batch size (the batch axis
+        is None in its signature), so a short last batch costs no second trace."""
         import tensorflow as tf
 
-        key = (kind, *images.shape[1:3], *options)
-        if key not in self._steps:
-            spec = tf.TensorSpec((None, *images.shape[1:]), tf.float32)
-            if kind == "gradients":
-                fn = functools.partial(self._gradients, use_labels=options[0], with_gradients=options[1])
-                signature = [spec, tf.TensorSpec((None,), tf.int32)]
-            else:
-                fn, signature = self._ablation_hits, [spec, tf.TensorSpec((None,), tf.int32)]
-            self._steps[key] = tf.function(fn, input_signature=signature)
-        return self._steps[key]
+        from .engine import compiled
+
+        spec = tf.TensorSpec((None, *images.shape[1:]), tf.float32)
+        if kind == "gradients":
+            key = ("heads:gradients", *images.shape[1:3], *options, self.options["entropy"], self.queries)
+            fn = functools.partial(self._gradients, use_labels=options[0], with_gradients=options[1])
+            signature = [spec, tf.TensorSpec((None,), tf.int32)]
+        else:
+            key = ("heads:ablation", *images.shape[1:3], self.ablation_batch_size)
+            fn, signature = self._ablation_hits, [spec, tf.TensorSpec((None,), tf.int32)]
+        return compiled(self.model, repr(key), lambda model: fn, input_signature=signature)
 
     # -- traced steps --------------------------------------------------------------------------------------------
     def _gradients(self, images, labels, use_labels: bool, with_gradients: bool):
