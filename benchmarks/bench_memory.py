@@ -1,8 +1,8 @@
-"""Peak memory of `vit-tf faithfulness` over 64 and 512 images: a dataset run must stream (target: the peak over 512
-images at most 10 % above the peak over 64).
+"""Peak memory of `vit-tf faithfulness` and `vit-tf explain` over 64 and 512 images: a dataset run must stream
+(target: the peak over 512 images at most 10 % above the peak over 64).
 
-    python benchmarks/bench_faithfulness_memory.py                       # a tiny random model on small images
-    python benchmarks/bench_faithfulness_memory.py --model vit_tiny_patch16_224 --metrics deletion,saco
+    python benchmarks/bench_memory.py                       # both commands, a tiny random model on small images
+    python benchmarks/bench_memory.py --command faithfulness --model vit_tiny_patch16_224 --metrics deletion,saco
 
 Each run is a fresh process (`python -c "vit_tf.cli.main(...)"`) whose peak RSS is read from VmHWM in
 /proc/self/status (getrusage's ru_maxrss would report the parent's high-water mark across exec). The images are
@@ -76,22 +76,35 @@ def main():
     parser.add_argument("--metrics", default="perturbation,tokens,insertion,deletion,saco")
     parser.add_argument("--counts", type=int, nargs=2, default=(64, 512))
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--command", choices=("faithfulness", "explain", "both"), default="both")
+    parser.add_argument("--explain-methods", default="gae,rollout,grad_rollout,transformer_attribution")
     args = parser.parse_args()
+    commands = ("faithfulness", "explain") if args.command == "both" else (args.command,)
+    small, large = args.counts
     with tempfile.TemporaryDirectory() as d:
-        data = os.path.join(d, "images")
-        write_images(data, max(args.counts), args.image_size + 8)
         model = ["--model", args.model, "--random-weights"] if args.model else \
             ["--model", write_tiny_model(os.path.join(d, "tiny_deit"), args.image_size)]
-        peaks = {}
+        folders = {}
         for n in args.counts:
-            peaks[n] = peak_rss_mib(["faithfulness", data, *model, "--method", args.method, "--metrics",
-                                     args.metrics, "--num-images", str(n), "--batch-size", str(args.batch_size),
-                                     "--out", os.path.join(d, f"out{n}")])
-    small, large = args.counts
-    growth = 100 * (peaks[large] / peaks[small] - 1)
-    print(f"vit-tf faithfulness ({args.model or f'tiny DeiT at {args.image_size} px'}, {args.method}, "
-          f"{args.metrics}) peak RSS: {small} images {peaks[small]:.0f} MiB, {large} images {peaks[large]:.0f} MiB "
-          f"({growth:+.1f}%; target <= +10%: {'met' if growth <= 10 else 'NOT met'})")
+            folders[n] = os.path.join(d, f"images{n}")
+            write_images(folders[n], n, args.image_size + 8)
+        for command in commands:
+            peaks = {}
+            for n in args.counts:
+                out = os.path.join(d, f"{command}{n}")
+                if command == "faithfulness":
+                    argv = ["faithfulness", folders[n], *model, "--method", args.method, "--metrics", args.metrics,
+                            "--batch-size", str(args.batch_size), "--out", out]
+                    what = f"{args.method}, {args.metrics}"
+                else:
+                    argv = ["explain", folders[n], *model, "--method", args.explain_methods, "--no-figures",
+                            "--batch-size", str(args.batch_size), "--out", out]
+                    what = args.explain_methods
+                peaks[n] = peak_rss_mib(argv)
+            growth = 100 * (peaks[large] / peaks[small] - 1)
+            print(f"vit-tf {command} ({args.model or f'tiny DeiT at {args.image_size} px'}, {what}) peak RSS: "
+                  f"{small} images {peaks[small]:.0f} MiB, {large} images {peaks[large]:.0f} MiB ({growth:+.1f}%; "
+                  f"target <= +10%: {'met' if growth <= 10 else 'NOT met'})", flush=True)
 
 
 if __name__ == "__main__":
