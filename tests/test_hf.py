@@ -174,3 +174,14 @@ def test_directory_is_not_taken_for_a_converted_one(tmp_path):
 
     with pytest.raises(ValueError, match="is a Hugging Face checkpoint, not a directory written by `vit-tf convert`"):
         load_converted(tmp_path)
+
+
+def test_command_line_models_open_a_hugging_face_directory(tmp_path):
+    """`--model HF_DIR` (the loader the commands and the app share) opens the folder as `vit_tf.load` does."""
+    from vit_tf.loading import load_model_for_analysis
+
+    reference = hf_checkpoint("ViTForImageClassification", tmp_path)
+    net, recipe, info = load_model_for_analysis(str(tmp_path))
+    assert info["source"] == str(tmp_path) and not info["random_weights"] and recipe == net.recipe
+    images = random_images(2, 32, 32)
+    assert max_abs(net(images)[0], hf_forward(reference, images).logits.numpy()) <= OUT_TOL

@@ -59,7 +59,7 @@ def load_model(model: str, checkpoint: Optional[str] = None, *, fields: Fields =
 
     Args:
         model: a directory written by `vit-tf convert` (opened by `vit_tf.saved.load_converted`; `checkpoint` is not
-            used), or a registry name, whose weights come from `checkpoint` (a local file in any supported format,
+            used), a Hugging Face checkpoint folder (`vit_tf.hf.from_hf`), or a registry name, whose weights come from `checkpoint` (a local file in any supported format,
             or a Hugging Face checkpoint folder) or the official download.
         fields: how `model` and `checkpoint` are named in errors.
     Raises KeyError for an unknown registry name (with the closest names), ValueError for a path that is not a
@@ -69,6 +69,12 @@ def load_model(model: str, checkpoint: Optional[str] = None, *, fields: Fields =
     from .registry import resolve
     from .saved import load_converted
 
+    from .hf import from_hf, is_hf_dir
+
+    if is_hf_dir(model):  # a transformers checkpoint folder: the architecture and recipe come from its config
+        net = from_hf(model)
+        name = net.weight_name or os.path.basename(os.path.normpath(model))
+        return net, net.recipe, {"name": name, "source": model, "random_weights": False}
     if is_converted_dir(model):
         net = load_converted(model)
         name = net.weight_name or os.path.basename(os.path.normpath(model))
