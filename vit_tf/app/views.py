@@ -121,7 +121,13 @@ EXPLAIN_STEPS = 16  # deletion/insertion games in the page: 16 coarse steps, not
 # The methods that read the class out of a prefix token (`vit_tf.explain`'s `token` option): the attention-based
 # rules. Token Grad-CAM and the two pixel-gradient methods explain the class score through every patch's features
 # or pixels and take no token (tests/test_app.py checks `vit_tf.explain` refuses one for them).
-TOKEN_METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention")
+def _token_methods():
+    from ..analysis.explanations import METHODS, OPTIONS
+
+    return tuple(m for m in METHODS if "token" in OPTIONS[m])
+
+
+TOKEN_METHODS = _token_methods()  # the methods whose options include a readout token
 
 
 def explain_view(run: Run, method: str = "gae", target=None, scores: bool = True, token: str = "class") -> View:
