@@ -7,6 +7,10 @@ names so that converters can find every weight by name.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
@@ -111,6 +115,71 @@ class PatchEmbed(keras.layers.Layer):
         return {**super().get_config(), "patch_size": self.patch_size, "embed_dim": self.embed_dim}
 
 
+# -- relevance rules: an off-by-default switch read at trace time ----------------------------------------------------
+# LRP for transformers as gradient x input of the model's own forward pass (vit_tf.analysis.explanations.attnlrp):
+# inside `relevance_rules(rule)`, `layer_norm`, `linear`'s activations, `Attention.forward` and `SwiGLUMlp.forward`
+# trace the same forward values with the rules' gradients; outside it they trace exactly the ops they always do. The
+# setting is per thread, so that each replica that tf.distribute traces in its own thread sets it for itself.
+RELEVANCE_RULES = ("attnlrp", "cp")
+_relevance = threading.local()
+
+
+@contextlib.contextmanager
+def relevance_rules(rule: str = "attnlrp"):
+    """Trace the layers with LRP rules as modified gradients (the forward values are unchanged):
+    LayerNorm with its 1 / std constant (Ali et al. 2022's LN rule); GELU, SiLU and tanh by the identity rule, the
+    gradient f(x) / x (Achtibat et al. 2024, eq. 9); the SwiGLU product by the uniform rule, half the gradient to
+    each factor. Attention: "attnlrp" = the uniform rule on Q K^T and on A V and the softmax's own gradient, which is
+    AttnLRP's softmax rule (Proposition 3.1) in gradient x input form; "cp" = the attention probabilities constant
+    (Ali et al.'s CP-LRP), so relevance reaches the tokens through the values only."""
+    if rule not in RELEVANCE_RULES:
+        raise ValueError(f"rule must be one of {RELEVANCE_RULES}, got {rule!r}")
+    previous = getattr(_relevance, "rule", None)
+    _relevance.rule = rule
+    try:
+        yield
+    finally:
+        _relevance.rule = previous
+
+
+def relevance_rule() -> Optional[str]:
+    """The rule `relevance_rules` set on this thread, or None (the default: plain gradients)."""
+    return getattr(_relevance, "rule", None)
+
+
+def uniform_rule(x):
+    """x, with half the gradient passed back (the uniform rule for one factor of a product of two)."""
+    @tf.custom_gradient
+    def half(t):
+        return tf.identity(t), lambda dy: dy * tf.cast(0.5, dy.dtype)
+    return half(x)
+
+
+def identity_rule(x, f, ratio):
+    """f(x) element-wise, with the gradient dy * ratio(x), ratio(x) = f(x) / x finite at 0: gradient x input then
+    passes the output's relevance to the input unchanged (the identity rule)."""
+    @tf.custom_gradient
+    def rule(t):
+        return f(t), lambda dy: dy * ratio(t)
+    return rule(x)
+
+
+def _gelu(y):
+    if y.dtype == tf.float64:  # TF's float64 GELU kernel is accurate to ~5e-9 only; erf is exact
+        return 0.5 * y * (1.0 + tf.math.erf(y * 0.7071067811865476))
+    return tf.nn.gelu(y, approximate=False)
+
+
+def _gelu_ratio(y):  # gelu(y) / y = Phi(y), the normal CDF
+    return 0.5 * (1.0 + tf.math.erf(y * tf.cast(0.7071067811865476, y.dtype)))
+
+
+def _tanh_ratio(y):  # tanh(y) / y, 1 at 0
+    zero = tf.equal(y, 0.0)
+    safe = tf.where(zero, tf.ones_like(y), y)
+    return tf.where(zero, tf.ones_like(y), tf.tanh(safe) / safe)
+
+
 # -- the arithmetic every block runs, on (M, features) token matrices ---------------------------------------------
 # Tokens go through the blocks as 2-D (B * N, D) matrices: a 2-D MatMul followed by BiasAdd (and GELU) is what
 # TensorFlow's oneDNN rewrite fuses into one kernel (`_MklNativeFusedMatMul`); on (B, N, D) the same Dense layer
@@ -123,11 +192,9 @@ def linear(layer, x, activation=None):
     if layer.use_bias:
         y = tf.nn.bias_add(y, tf.cast(layer.bias, x.dtype))
     if activation == "gelu":
-        if y.dtype == tf.float64:  # TF's float64 GELU kernel is accurate to ~5e-9 only; erf is exact
-            return 0.5 * y * (1.0 + tf.math.erf(y * 0.7071067811865476))
-        return tf.nn.gelu(y, approximate=False)
+        return _gelu(y) if relevance_rule() is None else identity_rule(y, _gelu, _gelu_ratio)
     if activation == "tanh":
-        return tf.tanh(y)
+        return tf.tanh(y) if relevance_rule() is None else identity_rule(y, tf.tanh, _tanh_ratio)
     return y
 
 
@@ -154,7 +221,10 @@ def layer_norm(layer, x):
         x = tf.cast(x, wide)
         mean = tf.reduce_mean(x, axis=-1, keepdims=True)
         var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
-        inv = tf.math.rsqrt(var + layer.epsilon) * tf.cast(layer.gamma, wide)
+        rstd = tf.math.rsqrt(var + layer.epsilon)
+        if relevance_rule() is not None:  # LN rule: the scale is a constant, so the norm is linear in x
+            rstd = tf.stop_gradient(rstd)
+        inv = rstd * tf.cast(layer.gamma, wide)
         return tf.cast(x * inv + (tf.cast(layer.beta, wide) - mean * inv), dtype)
 
 
@@ -208,14 +278,23 @@ class Attention(keras.layers.Layer):
         h, hd = self.num_heads, self.head_dim
         qkv = tf.reshape(linear(self.qkv, x), (batch, tokens, 3, h, hd))
         q, k, v = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)  # each (B, heads, N, hd)
-        logits = tf.matmul(q * tf.cast(self.scale, q.dtype), k, transpose_b=True)
+        rule = relevance_rule()
+        scaled, keys = q * tf.cast(self.scale, q.dtype), k
+        if rule == "attnlrp":  # uniform rule on Q K^T
+            scaled, keys = uniform_rule(scaled), uniform_rule(keys)
+        logits = tf.matmul(scaled, keys, transpose_b=True)
         attn = tf.nn.softmax(tf.cast(logits, wide_dtype(q.dtype)), axis=-1)
         if head_mask is not None:
             attn = attn * head_mask_factors(head_mask, h, attn.dtype)
         probs = attn
         if training and self.attn_drop_rate > 0:
             probs = self.attn_drop(attn, training=training)
-        ctx = tf.matmul(tf.cast(probs, v.dtype), v)  # (B, heads, N, hd)
+        probs, values = tf.cast(probs, v.dtype), v
+        if rule == "attnlrp":  # uniform rule on A V
+            probs, values = uniform_rule(probs), uniform_rule(values)
+        elif rule == "cp":  # CP-LRP: the attention is a constant
+            probs = tf.stop_gradient(probs)
+        ctx = tf.matmul(probs, values)  # (B, heads, N, hd)
         ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (-1, self.dim))
         if record is not None:
             record.update(q=q, k=k, v=v, a=attn, ctx=ctx)
@@ -288,7 +367,10 @@ class SwiGLUMlp(keras.layers.Layer):
         """x (M, dim) -> (M, dim); record: None or a dict that receives "g" (M, hidden), silu(x1) * x2."""
         dropping = training and self.drop_rate > 0
         x1, x2 = tf.split(linear(self.fc1, x), 2, axis=-1)  # the gate is the first half, as torch's chunk(2)
-        g = tf.nn.silu(x1) * x2
+        if relevance_rule() is None:
+            g = tf.nn.silu(x1) * x2
+        else:  # identity rule on SiLU (silu(x) / x = sigmoid(x)), uniform rule on the product
+            g = uniform_rule(identity_rule(x1, tf.nn.silu, tf.sigmoid) * x2)
         if record is not None:
             record["g"] = g
         out = linear(self.fc2, self.drop(g, training=training) if dropping else g)

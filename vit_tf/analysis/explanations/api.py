@@ -19,6 +19,8 @@ Methods (rule; source):
         (Sundararajan et al. 2017).
     smoothgrad: sum over each patch's pixels and channels of abs(x * mean_n dy/dx(x + noise_n)) (Smilkov et al.
         2017).
+    attnlrp: conservative LRP, sum over each patch's pixels and channels of x * dy/dx with the gradients of LRP
+        rules (AttnLRP, Achtibat et al. 2024; rule="cp": CP-LRP, Ali et al. 2022); signed (see `attnlrp`).
 
 `dA_l` is the gradient of the target logit (before the softmax over classes) with respect to block l's attention
 probabilities A_l (B, heads, T, T); `E_h` the mean over heads; `^+` clips negatives to 0. Maps are returned as
@@ -26,9 +28,9 @@ computed (float64, not min-max scaled, not resized); `vit_tf.analysis.heatmaps.r
 that for display.
 
 Cost: methods asked for together share their passes — every attention-based method one forward pass, the
-class-specific ones one backward pass with it; transformer attribution one float64 pass; integrated gradients and
-SmoothGrad their steps in batches of `internal_batch_size` rows. Each (model, methods, options, image size) traces
-one compiled function, reused for every later batch.
+class-specific ones one backward pass with it; transformer attribution one float64 pass; attnlrp one float32
+forward and backward pass; integrated gradients and SmoothGrad their steps in batches of `internal_batch_size` rows.
+Each (model, methods, options, image size) traces one compiled function, reused for every later batch.
 
 Fixes over the published code, which handles one image and the class token only:
     grad_rollout: jacobgil/vit-explain pairs block l's attention with the gradient of block L-1-l (backward hooks
@@ -45,12 +47,12 @@ from typing import Dict, List, Tuple, Union
 import numpy as np
 
 from .._arrays import check_finite, token_index
-from . import passes, pixels, rules
+from . import attnlrp, passes, pixels, rules
 from .inputs import check_block as _block, check_classifier as _check_classifier, check_images, check_targets
 from .lrp import check_lrp_model
 
 METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention",
-           "gradcam_tokens", "integrated_gradients", "smoothgrad")
+           "gradcam_tokens", "integrated_gradients", "smoothgrad", "attnlrp")
 CLASS_AGNOSTIC = ("attention", "rollout")  # `target` does not change these maps
 ROLLOUT_TYPE = ("rollout", "grad_rollout", "gae", "transformer_attribution")  # products over blocks
 PIXEL_METHODS = ("integrated_gradients", "smoothgrad")
@@ -65,6 +67,7 @@ OPTIONS = {
     "gradcam_tokens": {"block", "site"},
     "integrated_gradients": {"steps", "baseline", "internal_batch_size"},
     "smoothgrad": {"samples", "noise_level", "seed", "times_input", "internal_batch_size"},
+    "attnlrp": {"rule"},
 }
 SITES = ("output", "input")
 
@@ -138,7 +141,8 @@ def _plan(model, methods, grid, options) -> passes.Plan:
                        index=token_index(options.get("token", "cls"), prefix, t), prefix=prefix, grid=tuple(grid),
                        block=_block(options.get("block", -1), depth), site=site, head_fusion=fusion,
                        discard_ratio=discard, grad_discard_ratio=grad_discard, protect=protect,
-                       start_block=_block(options.get("start_block", 0), depth, "start_block"))
+                       start_block=_block(options.get("start_block", 0), depth, "start_block"),
+                       rule=attnlrp.check_rule(options.get("rule", "attnlrp")))
     return plan.only(plan.methods)
 
 
@@ -267,6 +271,7 @@ def explain(model, images, method: Union[str, List[str], Tuple[str, ...]], targe
             samples [50], noise_level [0.15], seed [0], times_input [True]: SmoothGrad; map = sum over each patch's
                 pixels and channels of abs(x * mean gradient) (abs(mean gradient) with times_input=False).
             internal_batch_size [16]: (step, image) rows per forward+backward call of the two pixel methods.
+            rule ["attnlrp"]: "attnlrp"'s rules in the attention: AttnLRP's ("attnlrp") or CP-LRP's ("cp").
     Returns:
         float64 (B, gh, gw), gh = H / patch_size, gw = W / patch_size, patches in row-major order; for a list of
         methods, {method: that array}.

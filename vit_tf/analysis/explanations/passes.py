@@ -9,6 +9,8 @@ Passes:
         backward pass; then "attention", "rollout", "grad_rollout", "gae", "gradcam_attention", "gradcam_tokens".
     exact pass: "transformer_attribution": the model's own blocks in float64 (see `lrp`), its gradients and the LRP
         relevance.
+    relevance pass: "attnlrp": gradient x input of the model's float32 forward traced under relevance rules (see
+        `attnlrp`).
     pixel pass: input gradients of (image, step) rows for integrated gradients and SmoothGrad, built in the graph
         from the images and per-row coefficients, summed per image (captum's `internal_batch_size` rows a call).
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Dict, Tuple
 
 from ..engine import compiled
-from . import rules
+from . import attnlrp, rules
 from .lrp import attention_relevance
 
 ATTENTION_METHODS = ("attention", "rollout", "grad_rollout", "gae", "gradcam_attention", "gradcam_tokens")
@@ -37,7 +39,7 @@ class Plan:
     index: readout token row; prefix: prefix tokens; grid: (gh, gw); block: non-negative block of "attention",
     "gradcam_attention", "gradcam_tokens"; site: "input" or "output" of gradcam_tokens; head_fusion,
     discard_ratio (rollout), grad_discard_ratio (grad_rollout), protect: discard rule; start_block: non-negative
-    first block of "rollout" and "transformer_attribution"."""
+    first block of "rollout" and "transformer_attribution"; rule: the relevance rules of "attnlrp"."""
     methods: Tuple[str, ...]
     index: int
     prefix: int
@@ -49,6 +51,7 @@ class Plan:
     grad_discard_ratio: float = 0.9
     protect: str = "entry"
     start_block: int = 0
+    rule: str = "attnlrp"
 
     def only(self, methods) -> "Plan":
         """This plan restricted to `methods`, the options they do not read reset to their defaults (so that one
@@ -65,7 +68,8 @@ class Plan:
             discard_ratio=self.discard_ratio if reads("rollout") else default.discard_ratio,
             grad_discard_ratio=self.grad_discard_ratio if reads("grad_rollout") else default.grad_discard_ratio,
             protect=self.protect if reads("rollout", "grad_rollout") else default.protect,
-            start_block=self.start_block if reads("rollout", "transformer_attribution") else 0)
+            start_block=self.start_block if reads("rollout", "transformer_attribution") else 0,
+            rule=self.rule if reads("attnlrp") else default.rule)
 
     @property
     def needs_gradients(self) -> bool:
@@ -223,7 +227,7 @@ def build_step(plan: Plan, pixel_methods):
             logits = None
             if attention_methods:
                 logits, targets, result = attention_pass(model, images, targets, plan.only(attention_methods))
-            specific = "transformer_attribution" in plan.methods or pixel_methods
+            specific = "transformer_attribution" in plan.methods or "attnlrp" in plan.methods or pixel_methods
             if specific and logits is None:
                 logits = tf.cast(model(images, training=False, return_attention=False)[0], tf.float32)
             if specific:
@@ -231,6 +235,8 @@ def build_step(plan: Plan, pixel_methods):
             if "transformer_attribution" in plan.methods:
                 result["transformer_attribution"] = exact_pass(model, images, targets,
                                                                plan.only(["transformer_attribution"]))
+            if "attnlrp" in plan.methods:
+                result["attnlrp"] = attnlrp.relevance_map(model, images, targets, plan.rule)
             for options in pixel_methods:
                 result[options.method] = pixel_map(model, images, targets, baseline, noise, options)
             return logits, targets, result
