@@ -1,9 +1,9 @@
-"""The README's table of every registry weight with its published accuracy and the command that reproduces it.
+"""The weights table of docs/conversion.md: every registry weight, its published top-1 and the command to reproduce it.
 
     python -m conversion.readme_table          # print the table
-    python -m conversion.readme_table --write  # replace it in README.md (between the markers below)
+    python -m conversion.readme_table --write  # replace it in docs/conversion.md (between the markers below)
 
-`tests/test_conversion_readme.py` checks that README.md holds exactly this table.
+`tests/test_conversion_readme.py` checks that docs/conversion.md holds exactly this table.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 BEGIN = "<!-- BEGIN weights table (python -m conversion.readme_table --write) -->"
 END = "<!-- END weights table -->"
 DATA = "/path/to/imagenet/val"
+PAGE = os.path.join("docs", "conversion.md")  # relative to the repository root
 
 
 def _accuracy(entry) -> str:
@@ -57,7 +58,7 @@ def markdown() -> str:
 
 def replace_in(text: str) -> str:
     if BEGIN not in text or END not in text:
-        raise ValueError(f"README.md has no {BEGIN!r} ... {END!r} block")
+        raise ValueError(f"{PAGE} has no {BEGIN!r} ... {END!r} block")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return head + markdown() + tail
@@ -65,16 +66,17 @@ def replace_in(text: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="update README.md in place")
+    parser.add_argument("--write", action="store_true", help=f"update {PAGE} in place")
     args = parser.parse_args(argv)
     if not args.write:
         print(markdown())
         return 0
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PAGE)
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:  # renamed only when complete
         f.write(replace_in(text))
+    os.replace(path + ".tmp", path)
     return 0
 
 
