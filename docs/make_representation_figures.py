@@ -1,4 +1,4 @@
-"""Regenerate the README's representation figures: docs/figures/cka.png and docs/figures/head_importance.png.
+"""Regenerate docs/representations.md's figures: docs/figures/cka.png and docs/figures/head_importance.png.
 
     PYTHONPATH=. MPLBACKEND=Agg python docs/make_representation_figures.py
 

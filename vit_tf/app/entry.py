@@ -8,7 +8,7 @@ from typing import Mapping, Optional
 
 from .common import MAX_FILE_SIZE, MAX_IMAGES, MAX_MODELS
 
-# A Space's settings (Settings > Variables); see the README's app section.
+# A Space's settings (Settings > Variables); see docs/app.md.
 SPACE_VARIABLES = {
     "VIT_TF_APP_MODELS": "comma-separated registry names listed first in the model box, the first selected",
     "VIT_TF_APP_MAX_MODELS": f"models kept loaded (default {MAX_MODELS})",
