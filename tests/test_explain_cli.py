@@ -228,3 +228,19 @@ def test_explain_mirrored_on_two_logical_cpus_equals_one_device(tmp_path, distil
             ref = np.asarray(a["maps"][method])
             scale = max(np.abs(ref).max(), 1e-12)
             assert np.abs(np.asarray(b["maps"][method]) - ref).max() <= 1e-6 * scale + 1e-8, method
+
+
+def test_the_command_line_knows_every_method_and_option():
+    """The parser's copy of the method list (kept so that parsing loads no TensorFlow) is the library's, and every
+    option it passes is one the method takes."""
+    import argparse
+
+    from vit_tf.analysis.explanations import METHODS, OPTIONS
+
+    assert explain_command.METHODS == METHODS
+    parser = argparse.ArgumentParser()
+    explain_command.add_method_arguments(parser)
+    args = parser.parse_args([])
+    args.internal_batch_size = 4
+    for method in METHODS:
+        assert set(explain_command.method_options(args, method)) <= OPTIONS[method], method

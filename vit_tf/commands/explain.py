@@ -17,7 +17,7 @@ from .common import (add_analysis_arguments, add_compute_arguments, check_image,
 
 # vit_tf.analysis.explain.METHODS, repeated so that parsing loads neither NumPy nor TensorFlow.
 METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention",
-           "gradcam_tokens", "integrated_gradients", "smoothgrad")
+           "gradcam_tokens", "integrated_gradients", "smoothgrad", "attnlrp")
 DEFAULT_METHODS = "attention,rollout,grad_rollout,gae,transformer_attribution,gradcam_attention,gradcam_tokens"
 DEFAULT_DPI = 150
 
@@ -44,6 +44,8 @@ def add_method_arguments(p):
                    help="grad_rollout: fraction of the lowest fused entries dropped per block")
     p.add_argument("--steps", type=positive_int, default=50, help="integrated_gradients: Riemann steps")
     p.add_argument("--samples", type=positive_int, default=50, help="smoothgrad: noisy samples")
+    p.add_argument("--rule", choices=("attnlrp", "cp"), default="attnlrp",
+                   help="attnlrp: AttnLRP's rules in the attention, or CP-LRP's (attention held constant)")
 
 
 def method_options(args, method: str) -> dict:
@@ -58,6 +60,7 @@ def method_options(args, method: str) -> dict:
         "gradcam_tokens": {},
         "integrated_gradients": {"steps": args.steps},
         "smoothgrad": {"samples": args.samples},
+        "attnlrp": {"rule": getattr(args, "rule", "attnlrp")},
     }
     chosen = dict(options[method])
     if method in ("integrated_gradients", "smoothgrad") and getattr(args, "internal_batch_size", None):
