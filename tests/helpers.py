@@ -66,10 +66,12 @@ def check_backbone(model, images, tmp_path, atol=1e-6):
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(images)[0], outputs, atol=atol)
 
+    # A traced graph fuses MatMul + BiasAdd + GELU into one oneDNN kernel (eager runs them apart), so it rounds
+    # differently: equal to float32 rounding through a few blocks, 1e-5 as for XLA.
     traced = tf.function(lambda x: model(x))
     t_out, t_att = traced(tf.constant(images))
-    np.testing.assert_allclose(t_out, outputs, atol=atol)
-    np.testing.assert_allclose(t_att[keys[0]], attention[keys[0]], atol=atol)
+    np.testing.assert_allclose(t_out, outputs, atol=1e-5)
+    np.testing.assert_allclose(t_att[keys[0]], attention[keys[0]], atol=1e-5)
     xla = tf.function(lambda x: model(x, return_attention=[-1]), jit_compile=True)
     x_out, x_att = xla(tf.constant(images))
     np.testing.assert_allclose(x_out, outputs, atol=1e-5)
