@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 COMMANDS = ("models", "probe", "distance", "video", "eval", "convert", "explain", "faithfulness", "similarity", "heads",
-            "app")
+            "app", "explain-benchmark")
 NO_TENSORFLOW = frozenset({"models"})  # commands that never need TensorFlow
 
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
-        p = importlib.import_module(f"vit_tf.commands.{name}").add_parser(sub)
+        p = importlib.import_module(f"vit_tf.commands.{name.replace('-', '_')}").add_parser(sub)
         _global_flags(p, argparse.SUPPRESS)
     return parser
 

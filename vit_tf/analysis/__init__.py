@@ -9,6 +9,7 @@ size and grid shape; prefix tokens (class, distillation) are always passed expli
 Figures are drawn by `vit_tf.plotting`.
 """
 
+from .baselines import random_map, sobel_map
 from .cka import LayerSimilarity, MinibatchCKA, layer_cka, linear_cka, token_features
 from .distance import RunningMoments, accumulate_mean_distance, mean_attention_distance, patch_distance_matrix
 from .embeddings import patch_filter_pca, patch_filters, position_embedding_cosine, position_embedding_similarity
@@ -24,6 +25,7 @@ from .localisation import mask_auroc, pointing_game, relevance_mass_accuracy, re
 from .norms import high_norm_tokens, norm_summary, token_norms
 from .probe import ProbeResult, imagenet_class_names, probe, top_k
 from .rollout import attention_rollout, discard_lowest, fuse_heads, rollout_matrix, rollout_stats
+from .sanity import SanityChecker, SanityResult, sanity_checks
 from .sources import KerasSource, SavedModelSource, TimmSource, attention_source, import_timm
 
 __all__ = [
@@ -39,4 +41,5 @@ __all__ = [
     "patch_filter_pca", "patch_filters", "position_embedding_cosine", "position_embedding_similarity", "prepare",
     "probe", "resize_maps", "rollout_matrix", "rollout_stats", "token_attention", "top_k",
     "mask_auroc", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy",
+    "SanityChecker", "SanityResult", "random_map", "sanity_checks", "sobel_map",
 ]

@@ -6,6 +6,8 @@
 - `explanations`: explanation maps (`vit_tf.explain`) and faithfulness curves;
 - `representations`: layer x layer CKA;
 - `heads`: block x head importance, ablation and entropy;
+- `sanity`: the cascading randomisation of explanation maps (Adebayo et al. 2018, Fig. 2);
+- `benchmark`: the explanation benchmark's bar charts and example maps with their ground-truth boxes;
 - `common`: `save_figure`, `token_name` and the layout helpers they share.
 
 Every function builds a `matplotlib.figure.Figure` directly (no pyplot state), so it works under any backend,
@@ -16,12 +18,14 @@ under a temporary name renamed into place when complete. Every public function i
 
 from .attention import (attention_grid_figure, distance_comparison_figure, heatmaps_figure, masks_figure,
                         mean_distance_figure, rollout_figure)
+from .benchmark import benchmark_bars_figure, benchmark_examples_figure, benchmark_figures
 from .common import DEFAULT_DPI, save_figure, token_name
 from .embeddings import filter_pca_figure, filters_figure, position_cosine_figure, position_similarity_figure
 from .explanations import METHOD_LABELS, explain_figure, faithfulness_figure, method_label
 from .heads import head_heatmap, head_heatmap_figure, heads_figure
 from .probe import probe_figures, render_probe_figures
 from .representations import cka_figure
+from .sanity import sanity_cascade_figure
 
 __all__ = [
     "DEFAULT_DPI", "METHOD_LABELS", "attention_grid_figure", "cka_figure", "distance_comparison_figure",
@@ -29,4 +33,5 @@ __all__ = [
     "head_heatmap_figure", "heads_figure", "heatmaps_figure", "masks_figure", "mean_distance_figure", "method_label",
     "position_cosine_figure", "position_similarity_figure", "probe_figures", "render_probe_figures",
     "rollout_figure", "save_figure", "token_name",
+    "benchmark_bars_figure", "benchmark_examples_figure", "benchmark_figures", "sanity_cascade_figure",
 ]
