@@ -51,7 +51,7 @@ def shuffled(composites):
 @pytest.fixture(scope="module")
 def result(composites, shuffled):
     settings = BM.Settings(steps=2, samples=2, deletion_steps=4, road_fractions=(0.25, 0.75), saco_groups=4,
-                           sanity_images=2, seed=1)
+                           sanity_images=2, seed=1, explain_batch_size=1)  # batches of 1: the chunking is exercised
     images, labels, masks = composites.images[:3], composites.labels[:3], composites.masks[:3]
     return BM.run_benchmark(composites.model, images, labels, masks, methods=["gae", "rollout"],
                             baselines=["random", "sobel"], shuffled_model=shuffled[0], settings=settings)
@@ -99,6 +99,7 @@ def test_scores_are_the_library_metrics(composites, result):
                                [F.perturbation_auc(100.0 * c, (0.0,) + F.FRACTIONS) for c in curve], atol=1e-9)
     # sanity on the first 2 images: the final cascade step and the shuffled head
     cascading = result.sanity["cascading"]["gae"]
+    np.testing.assert_allclose(cascading.original, gae[:2], atol=1e-6)  # the sanity copy, one image per pass
     np.testing.assert_array_equal(s["cascade_spearman"], cascading.spearman[-1])
     np.testing.assert_array_equal(s["data_ssim"], result.sanity["data"]["gae"].ssim[0])
     assert cascading.steps[0] == "head" and cascading.steps[-1] == "embeddings" and cascading.spearman.shape == (4, 2)
@@ -159,7 +160,7 @@ def test_command_outputs(composites, shuffled, result, tmp_path, capsys, monkeyp
     code, stdout, err = run_cli(
         capsys, "explain-benchmark", "--out", out, "--image-size", "112", "--methods", "gae,rollout",
         "--baselines", "sobel", "--steps", "3", "--samples", "5", "--deletion-steps", "4", "--saco-groups", "4",
-        "--sanity-images", "2", "--seed", "7", "--examples", "2", "--dpi", "30")
+        "--sanity-images", "2", "--seed", "7", "--explain-batch-size", "2", "--examples", "2", "--dpi", "30")
     assert code == 0, err
     assert calls["classifier"]["n_test"] == 16 and calls["classifier"]["image_size"] == 112
     model, images, labels, masks, kwargs = calls["run"]
@@ -168,7 +169,7 @@ def test_command_outputs(composites, shuffled, result, tmp_path, capsys, monkeyp
     np.testing.assert_array_equal(masks, composites.masks[:9])
     assert kwargs["shuffled_model"] is shuffled[0] and calls["shuffled"][1] == 7
     assert kwargs["settings"] == BM.Settings(steps=3, samples=5, deletion_steps=4, saco_groups=4, sanity_images=2,
-                                             seed=7)
+                                             seed=7, explain_batch_size=2)
     assert "4 methods on 3 test composites" in stdout  # the stand-in's result
     assert sorted(os.listdir(out)) == ["examples.png", "explain_benchmark.csv", "explain_benchmark.json",
                                        "faithfulness.png", "localisation.png", "sanity.png", "sanity_cascade.png"]

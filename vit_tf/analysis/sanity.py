@@ -251,6 +251,8 @@ class SanityChecker:
         shuffled_model: for mode "data": a model of the same configuration trained on shuffled labels.
         progress: True for a progress bar over the steps (tqdm), or a function called with each step's name when
             it is done.
+        batch_size: images per explanation pass (None: all at once); memory grows with it (transformer
+            attribution runs in float64).
         options: explanation options, as `vit_tf.explain` takes them (`steps`, `samples`, `internal_batch_size`...).
 
     Call: `checker(images, target=None, mode="cascading")`: images (B, H, W, 3) preprocessed; target None (each
@@ -258,7 +260,8 @@ class SanityChecker:
     Returns {name: `SanityResult`}.
     """
 
-    def __init__(self, model, methods, *, seed: int = 0, shuffled_model=None, progress=False, **options):
+    def __init__(self, model, methods, *, seed: int = 0, shuffled_model=None, progress=False, batch_size=None,
+                 **options):
         from .explanations import Explainer
 
         if not model.config.num_classes:
@@ -271,6 +274,9 @@ class SanityChecker:
         self.groups = randomisation_groups(self.model)
         self.original = [[v.numpy() for v in vs] for _, vs in self.groups]
         self.seed, self.progress = int(seed), progress
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = None if batch_size is None else int(batch_size)
         self._values = {}
         self.shuffled = None
         if shuffled_model is not None:
@@ -296,7 +302,11 @@ class SanityChecker:
                 variable.assign(value)
 
     def _maps(self, images, targets) -> Dict[str, np.ndarray]:
-        named = self.explainer(images, targets)[0] if self.explainer is not None else {}
+        named = {}
+        if self.explainer is not None:
+            step = self.batch_size or len(images)
+            parts = [self.explainer(images[s:s + step], targets[s:s + step])[0] for s in range(0, len(images), step)]
+            named = {m: np.concatenate([part[m] for part in parts]) for m in parts[0]}
         return {name: named[entry] if isinstance(entry, str) else check_finite(
                     f"maps of {name}", to_numpy(entry(self.model, images, targets), np.float64))
                 for name, entry in self.table.items()}

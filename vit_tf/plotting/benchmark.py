@@ -44,7 +44,7 @@ def benchmark_bars_figure(summary: Mapping[str, Mapping[str, Mapping[str, float]
     methods = list(summary)
     if not methods or not metrics:
         raise ValueError("no methods or no metrics to draw")
-    cols = min(len(metrics), 4)
+    cols = 3 if len(metrics) % 3 == 0 else min(len(metrics), 4)
     rows = -(-len(metrics) // cols)
     fig = C.figure((panel * cols + 2.2, 0.22 * len(methods) * rows + 0.9 * rows + 0.6))
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False, sharey=True))

@@ -16,11 +16,15 @@ from .explanations import method_label
 
 _CMAP = "jet"
 BASELINE_LABELS = {"random": "Random map (baseline)", "sobel": "Sobel edges (baseline)"}
+_MORE_LABELS = {"attnlrp": "AttnLRP (Achtibat et al. 2024)"}  # where `METHOD_LABELS` has no entry yet
 
 
 def source_label(name: str) -> str:
     """A method's display name, or a baseline's."""
-    return BASELINE_LABELS.get(name, method_label(name))
+    if name in BASELINE_LABELS:
+        return BASELINE_LABELS[name]
+    label = method_label(name)
+    return _MORE_LABELS.get(name, label) if label == name else label
 
 
 def _step_label(step: str) -> str:
@@ -85,7 +89,7 @@ def sanity_cascade_figure(image: np.ndarray, original: Mapping[str, np.ndarray],
     C.scaled_colorbar(top, axes.ravel().tolist(), "|relevance| (per map)" if absolute else "relevance (per map)",
                       _CMAP, shrink=0.6)
     panels = np.atleast_1d(bottom.subplots(1, len(measures), sharey=True))
-    colors = C.colormap("tab20")
+    colors = C.colormap("tab10")
     x = np.arange(len(steps))
     names = {"spearman": "Spearman ρ", "spearman_abs": "Spearman ρ of |map|", "ssim": "SSIM"}
     lowest = -0.25
@@ -97,7 +101,7 @@ def sanity_cascade_figure(image: np.ndarray, original: Mapping[str, np.ndarray],
             baseline = m in baselines
             ax.plot(x, y, marker="s" if baseline else "o", ms=2.5, lw=1.0 if baseline else 1.2,
                     ls="--" if baseline else "-", color="0.45" if baseline and m == "sobel" else
-                    "0.75" if baseline else colors(i % 20), label=source_label(m))
+                    "0.75" if baseline else colors(i % 10), label=source_label(m))
         ax.axhline(0.0, color="0.6", lw=0.6)
         ax.set_xticks(x, [_step_label(s) for s in steps], rotation=60, ha="right", fontsize=6)
         ax.set_title(names.get(measure, measure) + " vs. the trained map", fontsize=8)
