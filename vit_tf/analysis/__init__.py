@@ -13,7 +13,7 @@ from .baselines import random_map, sobel_map
 from .cka import LayerSimilarity, MinibatchCKA, layer_cka, linear_cka, token_features
 from .distance import RunningMoments, accumulate_mean_distance, mean_attention_distance, patch_distance_matrix
 from .embeddings import patch_filter_pca, patch_filters, position_embedding_cosine, position_embedding_similarity
-from .explanations import METHODS as EXPLAIN_METHODS, attention_gradients, explain
+from .explanations import METHODS as EXPLAIN_METHODS, Explainer, attention_gradients, explain
 from .faithfulness import (CurveMeans, forward_token_subset, insertion_deletion, perturbation_auc, perturbation_curves,
                            rise_auc, road, saco)
 from .graph import GraphAnalysis, dataset_mean_distance
@@ -29,7 +29,8 @@ from .sanity import SanityChecker, SanityResult, sanity_checks
 from .sources import KerasSource, SavedModelSource, TimmSource, attention_source, import_timm
 
 __all__ = [
-    "CurveMeans", "EXPLAIN_METHODS", "attention_gradients", "explain", "forward_token_subset", "insertion_deletion",
+    "CurveMeans", "EXPLAIN_METHODS", "Explainer", "attention_gradients", "explain", "forward_token_subset",
+    "insertion_deletion",
     "perturbation_auc", "perturbation_curves", "rise_auc", "road", "saco",
     "GraphAnalysis", "HeadResult", "LayerSimilarity", "MinibatchCKA", "attention_entropy", "dataset_mean_distance",
     "head_ablation", "head_importance", "head_statistics", "high_norm_tokens", "layer_cka", "linear_cka",
