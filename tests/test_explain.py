@@ -593,3 +593,29 @@ def test_docstring_example():
     for test in doctest.DocTestFinder().find(E.explain, "explain", globs={}):
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0 and runner.summarize(verbose=False).attempted == 5
+
+
+def test_docs_explainer_example_streams_batches():
+    """docs/explanations.md's Explainer example runs as written on a tiny model and two batches, each equal to
+    `explain` on that batch alone."""
+    import re
+    from pathlib import Path
+
+    from analysis_support import tiny_model
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "explanations.md"
+    code = next(block for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+                if "Explainer(" in block)
+    model = tiny_model()
+    rng = np.random.RandomState(0)
+    batches = [(rng.randn(3, 32, 32, 3).astype("float32"), np.array([1, 2, 3])) for _ in range(2)]
+    namespace = {"vit_tf": vit_tf, "model": model, "batches": batches}
+    exec(compile(code, str(page), "exec"), namespace)
+    maps, targets = namespace["maps"], namespace["targets"]
+    images, labels = batches[-1]
+    assert sorted(maps) == ["gae", "grad_rollout", "integrated_gradients"] and targets.tolist() == [1, 2, 3]
+    alone = vit_tf.explain(model, images, ["gae", "grad_rollout", "integrated_gradients"], target=labels, steps=32)
+    for method in maps:
+        assert maps[method].shape == (3, 4, 4)
+        np.testing.assert_allclose(maps[method], alone[method], rtol=1e-5, atol=1e-9)
+    assert namespace["logits"].shape == (3, 10)
