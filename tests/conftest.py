@@ -26,3 +26,14 @@ def pytest_sessionstart(session):
     if missing and in_ci():
         raise pytest.UsageError(f"CI needs the test extra, but {missing} cannot be imported: "
                                 f"pip install -e '.[test]' (the timm parity proofs must run, not skip)")
+
+
+def extra(module: str, reason: str = "needs the test extra: pip install -e '.[test]'"):
+    """A module of the test extra: imported and returned; when it cannot be imported, the test skips locally and
+    fails in CI (a broken install never passes as green)."""
+    if not in_ci():
+        return pytest.importorskip(module, reason=reason)
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        pytest.fail(f"CI needs {module} (the test extra), but it cannot be imported: {error}", pytrace=False)

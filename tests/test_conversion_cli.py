@@ -6,13 +6,14 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import extra
 
 import vit_tf
 from conversion import reference
 from conversion.convert import ATTENTION_TOLERANCE, OUTPUT_TOLERANCE
 from conversion_helpers import TINY, cli, random_timm_state_dict, saved_model_outputs, parity_images, timm_outputs
 
-torch = pytest.importorskip("torch")
+torch = extra("torch")
 from safetensors.torch import save_file  # noqa: E402
 
 NAME = "vit_small_patch16_224.augreg_in1k"

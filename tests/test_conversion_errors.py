@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import extra
 
 import vit_tf
 from conversion.convert import convert
@@ -14,7 +15,7 @@ from vit_tf.formats import read_checkpoint
 from vit_tf.checkpoints import load_checkpoint
 from conversion_helpers import TINY, google_npz, timm_layout
 
-torch = pytest.importorskip("torch")
+torch = extra("torch")
 from safetensors.numpy import save_file  # noqa: E402
 
 NPZ_NAME = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"

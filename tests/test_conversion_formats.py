@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import extra
 
 import vit_tf
 from conversion.convert import ATTENTION_TOLERANCE, OUTPUT_TOLERANCE, convert
@@ -13,8 +14,8 @@ from conversion.reference import build_timm_model
 from conversion_helpers import (TINY, dinov2_official, google_npz, random_timm_state_dict, saved_model_outputs,
                                 parity_images, timm_outputs)
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("timm")
+torch = extra("torch")
+extra("timm")
 from timm.models.vision_transformer import _load_weights, checkpoint_filter_fn  # noqa: E402
 
 

@@ -12,6 +12,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from conftest import extra
 import tensorflow as tf
 from safetensors.numpy import save_file
 
@@ -26,7 +27,7 @@ TINY = dict(depth=2, img_size=32, patch_size=8, embed_dim=48, num_heads=3, mlp_d
 def test_architecture_names_build_timm_defaults():
     """Every architecture name gives timm's `create_model(arch, pretrained=False)` classifier and head, and its
     width/depth/heads/patch/size (timm built on the meta device: no memory, no init cost)."""
-    timm = pytest.importorskip("timm")
+    timm = extra("timm")
     import torch
 
     for arch in registry.ARCHITECTURES:
@@ -341,3 +342,14 @@ def test_import_is_light_and_keras_files_load_without_custom_objects(order, tmp_
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["True", "VisionTransformer", "(32,", "32)"]
+
+
+def test_a_missing_test_extra_skips_locally_and_fails_in_ci(monkeypatch):
+    missing = "vit_tf_no_such_module_for_the_test"
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="test extra"):
+        extra(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"CI needs {missing}"):
+        extra(missing)
+    assert extra("json").dumps([1]) == "[1]"

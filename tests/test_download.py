@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import extra
 
 import vit_tf
 from vit_tf import download
@@ -131,8 +132,8 @@ def test_offline_and_unreachable_say_where_to_put_the_file(home, served, monkeyp
 def tiny_registry(tmp_path, monkeypatch):
     """Two registry entries shrunk to tiny configs whose official URLs are served by a local mirror."""
     from conversion_helpers import random_timm_state_dict
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("timm")
+    torch = extra("torch")
+    extra("timm")
 
     root = tmp_path / "mirror"
     entries = {}

@@ -12,8 +12,9 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import extra
 
-pytest.importorskip("skimage", reason="needs the test extra: pip install scikit-image")
+extra("skimage", reason="needs the test extra: pip install scikit-image")
 
 import vit_tf  # noqa: E402
 from vit_tf import benchmark as BM  # noqa: E402

@@ -8,8 +8,9 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import extra
 
-transformers = pytest.importorskip("transformers", reason="needs the test extra: pip install transformers")
+transformers = extra("transformers", reason="needs the test extra: pip install transformers")
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402

@@ -5,8 +5,9 @@ Tolerances (float32): logits <= 1e-4 and every block's attention <= 1e-5 max abs
 
 import numpy as np
 import pytest
+from conftest import extra
 
-pytest.importorskip("timm", reason="parity tests need the test extra: pip install -e '.[test]'")
+extra("timm", reason="parity tests need the test extra: pip install -e '.[test]'")
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402

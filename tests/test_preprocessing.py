@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import extra
 from PIL import Image
 
 import vit_tf
@@ -17,7 +18,7 @@ def photo(w=300, h=200, mode="RGB", seed=0):
                                   "vit_small_patch16_224.augreg_in21k_ft_in1k", "vit_small_patch16_224.dino"])
 @pytest.mark.parametrize("size", [(300, 200), (180, 260)])
 def test_matches_timm_eval_transform(name, size):
-    timm_data = pytest.importorskip("timm.data")
+    timm_data = extra("timm.data")
     recipe = vit_tf.get_entry(name).recipe
     transform = timm_data.create_transform(input_size=(3, *recipe.input_size), interpolation=recipe.interpolation,
                                            mean=recipe.mean, std=recipe.std, crop_pct=recipe.crop_pct)

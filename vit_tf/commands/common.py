@@ -27,6 +27,24 @@ def _number(text, kind):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
 
+def name_list(text: str, choices, what: str, everything: Optional[str] = None, nothing: Optional[str] = None):
+    """A comma-separated list of names from `choices` -> the names, in order, without repeats; `everything` (e.g.
+    "all") gives every choice and `nothing` (e.g. "none") an empty list. Unknown or no names: an argparse error
+    naming the choices."""
+    text = text.strip()
+    if everything is not None and text == everything:
+        return list(choices)
+    if nothing is not None and text == nothing:
+        return []
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in choices]
+    if unknown or not names:
+        words = " or ".join(repr(w) for w in (everything, nothing) if w is not None)
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {unknown or [text]}; choose from {', '.join(choices)} "
+                                         f"(comma-separated){' or ' + words if words else ''}")
+    return list(dict.fromkeys(names))
+
+
 def positive_int(text) -> int:
     value = _number(text, int)
     if value < 1:

@@ -12,8 +12,8 @@ import os
 import re
 
 from .common import (add_analysis_arguments, add_compute_arguments, check_image, check_model, check_output_dir,
-                     check_token, figure_label, load_for_analysis, model_config, non_negative_int, output_directory,
-                     positive_int, unit_interval, with_dtype)
+                     check_token, figure_label, load_for_analysis, model_config, name_list, non_negative_int,
+                     output_directory, positive_int, unit_interval, with_dtype)
 
 # vit_tf.analysis.explain.METHODS, repeated so that parsing loads neither NumPy nor TensorFlow.
 METHODS = ("attention", "rollout", "grad_rollout", "gae", "transformer_attribution", "gradcam_attention",
@@ -24,14 +24,7 @@ DEFAULT_DPI = 150
 
 def method_list(text: str):
     """"gae,rollout" -> ["gae", "rollout"]; "all" -> every method; unknown names are an argparse error."""
-    import argparse
-
-    names = list(METHODS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown or [text]}; choose from {', '.join(METHODS)} "
-                                         f"(comma-separated) or 'all'")
-    return list(dict.fromkeys(names))
+    return name_list(text, METHODS, "method", everything="all")
 
 
 def add_method_arguments(p):

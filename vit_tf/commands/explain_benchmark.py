@@ -9,13 +9,12 @@ examples.png into --out, all at once when the run completes.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import os
 
-from .common import check_output_dir, non_negative_int, output_directory, positive_int, write_text
+from .common import check_output_dir, name_list, non_negative_int, output_directory, positive_int, write_text
 from .explain import method_list
 
 BASELINES = ("random", "sobel")  # vit_tf.analysis.baselines.BASELINES, repeated so that parsing loads no NumPy
@@ -28,14 +27,7 @@ def methods_argument(text: str):
 
 
 def baselines_argument(text: str):
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if text.strip() == "none":
-        return []
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown baseline(s) {unknown or [text]}; choose from "
-                                         f"{', '.join(BASELINES)} (comma-separated) or 'none'")
-    return list(dict.fromkeys(names))
+    return name_list(text, BASELINES, "baseline", nothing="none")
 
 
 def add_parser(subparsers):

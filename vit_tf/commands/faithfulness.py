@@ -20,7 +20,8 @@ import re
 import sys
 
 from .common import (add_analysis_arguments, add_compute_arguments, check_model, check_output_dir, load_for_analysis,
-                     model_config, non_negative_int, output_directory, positive_int, with_dtype, write_text)
+                     model_config, name_list, non_negative_int, output_directory, positive_int, with_dtype,
+                     write_text)
 from .explain import add_method_arguments, check_options, method_list, method_options
 
 METRICS = ("perturbation", "tokens", "insertion", "deletion", "saco", "road")
@@ -31,13 +32,7 @@ _WNID = re.compile(r"^n\d{8}$")
 
 
 def metric_list(text: str):
-    import argparse
-
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown or [text]}; choose from {', '.join(METRICS)}")
-    return list(dict.fromkeys(names))
+    return name_list(text, METRICS, "metric")
 
 
 def add_parser(subparsers):
