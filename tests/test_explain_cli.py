@@ -55,9 +55,11 @@ def test_explain_writes_a_figure_per_image_and_json(tmp_path, distilled_dir, cap
 
     net, recipe, _ = load_for_analysis(distilled_dir)
     x, _ = prepare(images[0], recipe, 8)
-    np.testing.assert_allclose(report["images"][0]["maps"]["gae"], explain(net, x, "gae")[0], atol=1e-8)
+    # The command runs its images as one batch, the call below one image: float32 rounding differs (1.3e-6 relative
+    # seen), so the bound is 1e-5 relative, far below any difference between methods or images.
+    np.testing.assert_allclose(report["images"][0]["maps"]["gae"], explain(net, x, "gae")[0], rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(report["images"][0]["maps"]["transformer_attribution"],
-                               explain(net, x, "transformer_attribution")[0], atol=1e-8)
+                               explain(net, x, "transformer_attribution")[0], rtol=1e-5, atol=1e-8)
 
 
 def test_explain_target_token_and_errors(tmp_path, distilled_dir):

@@ -68,7 +68,10 @@ def test_oracle_model_reads_only_its_patch(oracle):
     noise = np.random.RandomState(9).randn(*images.shape).astype(np.float32)
     noise[:, 8:16, 8:16] = images[:, 8:16, 8:16]
     np.testing.assert_array_equal(F.forward_logits(model, noise), F.forward_logits(model, images))
-    np.testing.assert_array_equal(F.forward_token_subset(model, images, [PATCH]), F.forward_logits(model, images))
+    # A shorter sequence changes how TensorFlow's kernels vectorise the rows, so the logits agree to float32
+    # rounding, not bit for bit (up to 1.2e-7 seen); dropping the patch instead changes them by far more.
+    np.testing.assert_allclose(F.forward_token_subset(model, images, [PATCH]), F.forward_logits(model, images),
+                               rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("removal", F.REMOVALS)
