@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import extra
 
-extra("timm", reason="needs the test extra: pip install -e '.[test]'")
+extra("timm")
 import torch  # noqa: E402
 
 import vit_tf  # noqa: E402

@@ -30,8 +30,7 @@ from .sources import KerasSource, SavedModelSource, TimmSource, attention_source
 
 __all__ = [
     "CurveMeans", "EXPLAIN_METHODS", "Explainer", "attention_gradients", "explain", "forward_token_subset",
-    "insertion_deletion",
-    "perturbation_auc", "perturbation_curves", "rise_auc", "road", "saco",
+    "insertion_deletion", "perturbation_auc", "perturbation_curves", "rise_auc", "road", "saco",
     "GraphAnalysis", "HeadResult", "LayerSimilarity", "MinibatchCKA", "attention_entropy", "dataset_mean_distance",
     "head_ablation", "head_importance", "head_statistics", "high_norm_tokens", "layer_cka", "linear_cka",
     "norm_summary", "token_features", "token_norms",
